@@ -1,0 +1,45 @@
+"""The description of a layer of resettable units, shared by every model.
+
+A unit is an output feature of `incoming` (row i of a Linear weight, output channel i of a
+conv) whose only consumer is `outgoing` (column i of its weight). Models list these
+descriptions by name, so the reset operator and the utilities never locate layers by
+position in a `Sequential`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UnitLayer:
+    name: str
+    incoming: nn.Module
+    """Produces the units: `weight[i]` and `bias[i]` belong to unit i."""
+    norm: nn.Module | None
+    """Optional per-unit affine normalisation between `incoming` and the activation."""
+    outgoing: nn.Module
+    """Consumes the units: `weight[:, i]` reads unit i."""
+    gain: float
+    """Kaiming gain of the activation; incoming weights are drawn from U(-bound, bound)."""
+
+    @property
+    def n_units(self) -> int:
+        return self.incoming.weight.shape[0]
+
+    @property
+    def init_bound(self) -> float:
+        """Kaiming-uniform bound gain * sqrt(3 / fan_in) of the incoming weights."""
+        fan_in = self.incoming.weight[0].numel()
+        return self.gain * math.sqrt(3.0 / fan_in)
+
+
+def kaiming_uniform_(weight: torch.Tensor, gain: float, generator: torch.Generator | None) -> None:
+    """Fill `weight` [out, fan_in, ...] from U(-b, b), b = gain * sqrt(3 / fan_in)."""
+    bound = gain * math.sqrt(3.0 / weight[0].numel())
+    with torch.no_grad():
+        weight.uniform_(-bound, bound, generator=generator)

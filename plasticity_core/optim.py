@@ -1,0 +1,113 @@
+"""SGD and Adam over explicit gradient lists, with per-slice state reset.
+
+The hand-written MLP step produces gradients as a list aligned with `model.parameters()`,
+so these optimizers take that list instead of reading `.grad`. Adam keeps a step count per
+element (as in the CBP reference implementation) so that the moments *and* the bias
+correction of a reset unit restart together while its neighbours continue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from plasticity_core.errors import ConfigError
+from plasticity_core.registry import Registry
+
+
+class Optimizer:
+    """Common bookkeeping: parameter lookup and per-slice reset of every state tensor."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+        if not lr > 0:
+            raise ConfigError(f"learning rate must be > 0, got {lr}")
+        self.params = list(params)
+        self.lr = lr
+        self._index = {id(p): i for i, p in enumerate(self.params)}
+        self.state: dict[str, list[torch.Tensor]] = {}
+
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def reset(self, param: torch.Tensor, index: torch.Tensor, dim: int) -> None:
+        """Zero every state entry of `param` at positions `index` along `dim`."""
+        i = self._index[id(param)]
+        for tensors in self.state.values():
+            tensors[i].index_fill_(dim, index, 0)
+
+    def state_dict(self) -> dict[str, list[torch.Tensor]]:
+        return {k: [t.clone() for t in v] for k, v in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
+        for k, tensors in self.state.items():
+            for t, saved in zip(tensors, state[k], strict=True):
+                t.copy_(saved)
+
+
+class SGD(Optimizer):
+    """p <- p - lr * m, m <- momentum * m + g (PyTorch's convention; plain SGD if momentum 0)."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0) -> None:
+        super().__init__(params, lr)
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        if momentum:
+            self.state["momentum_buffer"] = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        if not self.momentum:
+            torch._foreach_add_(self.params, grads, alpha=-self.lr)
+            return
+        bufs = self.state["momentum_buffer"]
+        torch._foreach_mul_(bufs, self.momentum)
+        torch._foreach_add_(bufs, grads)
+        torch._foreach_add_(self.params, bufs, alpha=-self.lr)
+
+
+class Adam(Optimizer):
+    """Adam with an elementwise step count for the bias correction."""
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            self.state[key] = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        m, v, steps = self.state["exp_avg"], self.state["exp_avg_sq"], self.state["step"]
+        torch._foreach_lerp_(m, grads, 1 - self.beta1)
+        torch._foreach_mul_(v, self.beta2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - self.beta2)
+        torch._foreach_add_(steps, 1)
+        for p, m_i, v_i, t in zip(self.params, m, v, steps):
+            bias1 = 1 - torch.pow(self.beta1, t)
+            bias2 = 1 - torch.pow(self.beta2, t)
+            denom = (v_i / bias2).sqrt_().add_(self.eps)
+            p.addcdiv_(m_i / bias1, denom, value=-self.lr)
+
+
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+OPTIMIZERS.add("sgd", SGD)
+OPTIMIZERS.add("adam", Adam)
+
+
+def make_optimizer(
+    name: str, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0
+) -> Optimizer:
+    cls = OPTIMIZERS.get(name)
+    if cls is SGD:
+        return SGD(params, lr, momentum)
+    if momentum:
+        raise ConfigError(f"momentum applies to sgd only; optimizer {name!r} got {momentum}")
+    return cls(params, lr)
