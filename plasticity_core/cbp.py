@@ -1,0 +1,194 @@
+"""Continual Backpropagation (paper Algorithm 1): utility tracking and the reset operator.
+
+`reset_units` is the one reset operator for every model: it works on a `UnitLayer`, so
+linear and conv units share it. `ContinualBackprop` keeps, for all hidden units of a model
+in flat tensors, the age a, the activation EMA f (reference r = f / (1 - eta^a), Eq. 10) and
+the utility EMA u, and after every optimizer step replaces the lowest-utility mature units.
+
+How many units a layer replaces is decided on the host from ages alone (the reset history
+of the last `maturity` steps), so the only device work is choosing *which* units: no
+host/device synchronisation in the step.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from plasticity_core.errors import ConfigError
+from plasticity_core.models.units import UnitLayer
+from plasticity_core.optim import Optimizer
+from plasticity_core.step import LayerTaps
+from plasticity_core.utility import Utility, UtilityInputs
+
+
+@dataclass(frozen=True)
+class CBPConfig:
+    replacement_rate: float = 1e-4
+    """rho: fraction of a layer's mature units replaced per step (accumulated)."""
+    maturity: int = 100
+    """m: a unit is eligible for replacement once its age exceeds m steps."""
+    decay: float = 0.99
+    """eta: decay of the utility and reference EMAs."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.replacement_rate <= 1:
+            raise ConfigError(f"replacement_rate must be in [0, 1], got {self.replacement_rate}")
+        if self.maturity < 0:
+            raise ConfigError(f"maturity must be >= 0 steps, got {self.maturity}")
+        if not 0 <= self.decay < 1:
+            raise ConfigError(f"utility decay must be in [0, 1), got {self.decay}")
+
+
+@torch.no_grad()
+def reset_units(
+    layer: UnitLayer,
+    index: torch.Tensor,
+    reference: torch.Tensor,
+    optimizer: Optimizer | None,
+    generator: torch.Generator | None,
+) -> None:
+    """Replace units `index` [k] of `layer`, moving `reference` [k] into the consumer's bias.
+
+    Incoming weights are resampled from the init distribution, the unit's bias is zeroed and
+    its norm affine set to (1, 0); outgoing weights are zeroed after adding
+    w_out[:, i] * r_i to the consumer bias, so the consumer sees h_i replaced by r_i.
+    Optimizer state is zeroed for exactly the touched rows and columns.
+    """
+    w_in = layer.incoming.weight
+    fresh = torch.empty((len(index), *w_in.shape[1:]), device=w_in.device, dtype=w_in.dtype)
+    fresh.uniform_(-layer.init_bound, layer.init_bound, generator=generator)
+    w_in.index_copy_(0, index, fresh)
+    touched = [(w_in, 0)]
+    if layer.incoming.bias is not None:
+        layer.incoming.bias.index_fill_(0, index, 0)
+        touched.append((layer.incoming.bias, 0))
+    if layer.norm is not None:
+        layer.norm.weight.index_fill_(0, index, 1)
+        layer.norm.bias.index_fill_(0, index, 0)
+        touched += [(layer.norm.weight, 0), (layer.norm.bias, 0)]
+
+    w_out = layer.outgoing.weight
+    columns = w_out.index_select(1, index)  # [out, k, *kernel]
+    # A conv consumer reads the unit at every kernel tap: its bias absorbs the kernel sum.
+    layer.outgoing.bias.add_(columns.reshape(*columns.shape[:2], -1).sum(2) @ reference)
+    w_out.index_fill_(1, index, 0)
+    touched.append((w_out, 1))
+    if optimizer is not None:
+        for param, dim in touched:
+            optimizer.reset(param, index, dim)
+
+
+class ContinualBackprop:
+    """CBP bookkeeping over `layers`; call `after_step(taps)` after every optimizer step."""
+
+    def __init__(
+        self,
+        layers: Sequence[UnitLayer],
+        utility: Utility,
+        optimizer: Optimizer | None,
+        config: CBPConfig,
+        generator: torch.Generator | None,
+    ) -> None:
+        self.layers = list(layers)
+        self.utility = utility
+        self.needs = utility.needs
+        self.optimizer = optimizer
+        self.config = config
+        self.generator = generator
+        sizes = [layer.n_units for layer in self.layers]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.slices = [slice(s, s + n) for s, n in zip(starts, sizes)]
+        w = self.layers[0].incoming.weight
+        total = sum(sizes)
+        self.age = torch.zeros(total, device=w.device, dtype=w.dtype)
+        self.activation_ema = torch.zeros_like(self.age)
+        self.utility_ema = torch.zeros_like(self.age)
+        self._batch_mean = torch.zeros_like(self.age)
+        self._score = torch.zeros_like(self.age)
+        self.steps = 0
+        self.accumulated = [0.0] * len(sizes)
+        # Per layer: (step, count) of units that were reset (or born, step 0) within the
+        # last `maturity` steps; everything else is mature.
+        self.young: list[deque[tuple[int, int]]] = [deque([(0, n)]) for n in sizes]
+
+    def reference(self) -> torch.Tensor:
+        """r [units]: the bias-corrected activation EMA (Eq. 10); 0 for age-0 units."""
+        correction = 1 - torch.pow(self.config.decay, self.age)
+        return torch.where(self.age > 0, self.activation_ema / correction, 0.0)
+
+    def corrected_utility(self) -> torch.Tensor:
+        """u / (1 - eta^a) [units]: the value units are ranked by."""
+        correction = 1 - torch.pow(self.config.decay, self.age)
+        return torch.where(self.age > 0, self.utility_ema / correction, 0.0)
+
+    def eligible_count(self, layer: int) -> int:
+        """Number of units of `layer` whose age exceeds the maturity threshold."""
+        young = self.young[layer]
+        while young and self.steps - young[0][0] > self.config.maturity:
+            young.popleft()
+        return self.layers[layer].n_units - sum(count for _, count in young)
+
+    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """CBP leaves the gradient step alone."""
+
+    @torch.no_grad()
+    def after_step(self, taps: Sequence[LayerTaps]) -> int:
+        """Update ages, references and utilities, then replace units; returns the count."""
+        eta = self.config.decay
+        self.steps += 1
+        self.age.add_(1)
+        for sl, tap in zip(self.slices, taps):
+            h = tap.h
+            torch.mean(h, dim=(0, *range(2, h.ndim)), out=self._batch_mean[sl])
+        self.activation_ema.lerp_(self._batch_mean, 1 - eta)
+        reference = self.reference()
+        for layer, sl, tap in zip(self.layers, self.slices, taps):
+            inputs = UtilityInputs(
+                tap, reference[sl], layer.incoming.weight, layer.outgoing.weight, self.generator
+            )
+            self._score[sl] = self.utility.fn(inputs)
+        self.utility_ema.lerp_(self._score, 1 - eta)
+
+        resets = 0
+        for i in range(len(self.layers)):
+            eligible = self.eligible_count(i)
+            self.accumulated[i] += eligible * self.config.replacement_rate
+            k = min(int(self.accumulated[i]), eligible)
+            if k > 0:
+                self.accumulated[i] -= k
+                self._replace(i, k, reference)
+                resets += k
+        return resets
+
+    def _replace(self, layer: int, k: int, reference: torch.Tensor) -> None:
+        sl = self.slices[layer]
+        immature = self.age[sl] <= self.config.maturity
+        ranked = self.corrected_utility()[sl].masked_fill(immature, float("inf"))
+        index = torch.topk(ranked, k, largest=False).indices
+        reset_units(self.layers[layer], index, reference[sl][index], self.optimizer, self.generator)
+        flat = index + sl.start
+        for t in (self.age, self.activation_ema, self.utility_ema):
+            t.index_fill_(0, flat, 0)
+        self.young[layer].append((self.steps, k))
+
+    def state_dict(self) -> dict:
+        return {
+            "age": self.age.clone(),
+            "activation_ema": self.activation_ema.clone(),
+            "utility_ema": self.utility_ema.clone(),
+            "steps": self.steps,
+            "accumulated": list(self.accumulated),
+            "young": [list(q) for q in self.young],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.age.copy_(state["age"])
+        self.activation_ema.copy_(state["activation_ema"])
+        self.utility_ema.copy_(state["utility_ema"])
+        self.steps = int(state["steps"])
+        self.accumulated = [float(c) for c in state["accumulated"]]
+        self.young = [deque((int(s), int(c)) for s, c in q) for q in state["young"]]

@@ -1,0 +1,7 @@
+"""Experiment protocols, by name."""
+
+from plasticity_core.experiments import permuted_mnist
+from plasticity_core.registry import Registry
+
+EXPERIMENTS: Registry = Registry("experiment")
+EXPERIMENTS.add(permuted_mnist.NAME, permuted_mnist)

@@ -1,0 +1,1 @@
+"""Runner layer: results store, command line (and, later, the Ray Tune scheduling)."""

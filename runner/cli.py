@@ -1,0 +1,129 @@
+"""The `plasticity` command line.
+
+    plasticity run permuted-mnist --method cbp --utility gxd --activation silu --tasks 50
+    plasticity list utilities
+
+Bad input prints one line naming the bad value and what is allowed, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from plasticity_core.errors import PlasticityError
+from plasticity_core.experiments.permuted_mnist import NAME, PermutedMNISTConfig, run
+from plasticity_core.methods import METHODS
+from plasticity_core.models.activations import ACTIVATIONS
+from plasticity_core.models.mlp import NORMS
+from plasticity_core.optim import OPTIMIZERS
+from plasticity_core.utility import UTILITIES
+from runner.results import write_rows
+
+LISTS = {
+    "utilities": lambda: [f"{n:16s}{UTILITIES.get(n).description}" for n in UTILITIES],
+    "methods": METHODS.names,
+    "activations": ACTIVATIONS.names,
+    "norms": lambda: list(NORMS),
+    "optimizers": OPTIMIZERS.names,
+    "experiments": lambda: [NAME],
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid --hidden {text!r}; expected comma-separated widths like 256,256"
+        ) from None
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="plasticity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    lister = sub.add_parser("list", help="list registered components")
+    lister.add_argument("what", choices=sorted(LISTS))
+
+    runp = sub.add_parser("run", help="run one experiment without Ray, rows to Parquet")
+    runp.add_argument("experiment", choices=[NAME])
+    d = PermutedMNISTConfig()
+    runp.add_argument("--method", default=d.method, help=f"one of {METHODS.names()}")
+    runp.add_argument("--utility", default=d.utility, help="cbp's utility (plasticity list utilities)")
+    runp.add_argument("--activation", default=d.activation, help=f"one of {ACTIVATIONS.names()}")
+    runp.add_argument("--norm", default=d.norm, help="none | layer")
+    runp.add_argument("--tasks", type=int, default=d.tasks)
+    runp.add_argument("--seed", type=int, default=d.seed)
+    runp.add_argument("--permutation-seed", type=int, default=d.permutation_seed)
+    runp.add_argument("--lr", type=float, default=d.lr)
+    runp.add_argument("--optimizer", default=d.optimizer, help="sgd | adam")
+    runp.add_argument("--momentum", type=float, default=d.momentum)
+    runp.add_argument("--batch-size", type=int, default=d.batch_size)
+    runp.add_argument("--hidden", type=_hidden, default=d.hidden, help="widths, e.g. 256,256")
+    runp.add_argument("--replacement-rate", type=float, default=d.replacement_rate)
+    runp.add_argument("--maturity", type=int, default=d.maturity)
+    runp.add_argument("--utility-decay", type=float, default=d.utility_decay)
+    runp.add_argument("--weight-decay", type=float, default=d.weight_decay, help="l2 only")
+    runp.add_argument("--shrink", type=float, default=d.shrink, help="shrink_perturb only")
+    runp.add_argument("--noise-std", type=float, default=d.noise_std, help="shrink_perturb only")
+    runp.add_argument("--data", default=d.data, help="embedded | a folder holding MNIST/raw")
+    runp.add_argument("--device", default=d.device, help="cpu | cuda | cuda:1 ...")
+    runp.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> PermutedMNISTConfig:
+    fields = PermutedMNISTConfig.__dataclass_fields__
+    return PermutedMNISTConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _run(args: argparse.Namespace) -> None:
+    config = _config(args)
+    experiment = run(config)
+    trial_id = f"{experiment.config_hash}-s{config.seed}"
+    path = args.out / NAME / f"{trial_id}.parquet"
+    print(f"{NAME}: {config.method}/{config.hyperparameters()['utility']} "
+          f"{config.activation} norm={config.norm} seed={config.seed} -> {path}")
+    rows = []
+    for row in experiment:
+        rows.append({"stage": "run", "trial_id": trial_id, **row})
+        write_rows(rows, path)  # after every task: an interrupted run keeps what it did
+        print(
+            f"task {row['task'] + 1:4d}/{config.tasks}  acc {row['accuracy']:.3f}  "
+            f"train {row['train_accuracy']:.3f}  loss {row['loss']:.3f}  "
+            f"resets {row['resets']:3d}  {row['seconds']:.2f} s",
+            flush=True,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            print("\n".join(LISTS[args.what]()))
+        else:
+            _run(args)
+    except (UsageError, PlasticityError) as err:
+        print(f"plasticity: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plasticity: interrupted; rows written so far are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

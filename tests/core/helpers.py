@@ -1,0 +1,59 @@
+"""Small, independent reference computations shared by the core tests."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from plasticity_core.models import MLP
+
+
+def small_mlp(activation: str = "relu", norm: str = "none", seed: int = 0) -> MLP:
+    """A double-precision 12 -> [9, 7, 6] -> 4 MLP with non-trivial biases and norm affine."""
+    g = torch.Generator().manual_seed(seed)
+    model = MLP(12, (9, 7, 6), 4, activation, norm, generator=g).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.add_(0.2 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def batch(n: int = 11, n_in: int = 12, n_classes: int = 4, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, n_in, generator=g, dtype=torch.double), torch.randint(
+        0, n_classes, (n,), generator=g
+    )
+
+
+def forward_with_hidden(model: MLP, x: torch.Tensor, edits: dict | None = None):
+    """Autograd forward through the nn.Module blocks, returning (logits, [h per layer]).
+
+    `edits` maps layer index -> function h -> h' applied to that layer's output, so a test
+    can clamp or nudge a unit and see what the rest of the network does with it.
+    """
+    hidden = []
+    for i, block in enumerate(model.blocks):
+        x = block(x)
+        if edits and i in edits:
+            x = edits[i](x)
+        hidden.append(x)
+    return model.head(x), hidden
+
+
+def autograd_taps(model: MLP, x: torch.Tensor, y: torch.Tensor):
+    """Per layer: h, per-example dl/dh, dz_y/dh and sum_c |dz_c/dh|, each by autograd."""
+    z, hidden = forward_with_hidden(model, x)
+    per_example_loss = F.cross_entropy(z, y, reduction="sum")
+    loss_grad = torch.autograd.grad(per_example_loss, hidden, retain_graph=True)
+    target = z.gather(1, y[:, None]).sum()
+    target_grad = torch.autograd.grad(target, hidden, retain_graph=True)
+    logits_l1 = [torch.zeros_like(h) for h in hidden]
+    for c in range(z.shape[1]):
+        grads = torch.autograd.grad(z[:, c].sum(), hidden, retain_graph=True)
+        for acc, g in zip(logits_l1, grads):
+            acc += g.abs()
+    return [
+        {"h": h.detach(), "loss_grad": lg, "target_grad": tg, "logits_grad": ll}
+        for h, lg, tg, ll in zip(hidden, loss_grad, target_grad, logits_l1)
+    ]
