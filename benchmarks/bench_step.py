@@ -7,8 +7,10 @@ Each row trains its own copy of the same MLP with SGD (lr 0.01) on random data p
 on the device; hand-written rows run the Permuted MNIST loop (step, before_step, optimizer
 step, after_step). CBP uses replacement rate 1e-4 and maturity 100 and warms up past
 maturity, so units are reset while timed (`resets`: total over all rounds). Rows get a fixed
-wall budget, interleaved over rounds, median kept; ratios are against `plain autograd` at
-the same batch size. Speed claims come from this script, never from timed unit tests.
+wall budget, interleaved over rounds, median kept (`spread`: (max - min) / median over the
+rounds; a large one means background load, so rerun on a quiet machine). Ratios are against
+`plain autograd` at the same batch size. Speed claims come from this script, never from
+timed unit tests.
 """
 
 from __future__ import annotations
@@ -145,13 +147,18 @@ def main() -> None:
     arch = "->".join(map(str, [N_INPUTS, *hidden, N_CLASSES]))
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, MLP {arch}")
     print(f"{args.activation}, {args.seconds:g} s per row, median of {args.repeats} rounds")
-    print(f"{'batch':>5}  {'row':<20}{'examples/s':>12}{'ratio':>8}{'µs/step':>11}{'resets':>8}")
+    head = f"{'batch':>5}  {'row':<20}{'examples/s':>12}{'ratio':>8}{'µs/step':>11}"
+    print(f"{head}{'spread':>8}{'resets':>8}")
     for bs in batch_sizes:
         baseline = statistics.median(per_step[bs, "plain autograd"])
         for name in ROWS:
-            t = statistics.median(per_step[bs, name])
-            rate, ratio, us = bs / t, baseline / t, t * 1e6
-            print(f"{bs:>5}  {name:<20}{rate:>12.0f}{ratio:>8.2f}{us:>11.1f}{resets[bs, name]:>8}")
+            times = per_step[bs, name]
+            t = statistics.median(times)
+            rate, ratio, spread = bs / t, baseline / t, (max(times) - min(times)) / t
+            print(
+                f"{bs:>5}  {name:<20}{rate:>12.0f}{ratio:>8.2f}{t * 1e6:>11.1f}{spread:>8.0%}"
+                f"{resets[bs, name]:>8}"
+            )
 
 
 if __name__ == "__main__":
