@@ -101,7 +101,7 @@ class ContinualBackprop:
         self.generator = generator
         sizes = [layer.n_units for layer in self.layers]
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        self.slices = [slice(s, s + n) for s, n in zip(starts, sizes)]
+        self.slices = [slice(s, s + n) for s, n in zip(starts, sizes, strict=False)]
         w = self.layers[0].incoming.weight
         total = sum(sizes)
         self.age = torch.zeros(total, device=w.device, dtype=w.dtype)
@@ -141,12 +141,12 @@ class ContinualBackprop:
         eta = self.config.decay
         self.steps += 1
         self.age.add_(1)
-        for sl, tap in zip(self.slices, taps):
+        for sl, tap in zip(self.slices, taps, strict=False):
             h = tap.h
             torch.mean(h, dim=(0, *range(2, h.ndim)), out=self._batch_mean[sl])
         self.activation_ema.lerp_(self._batch_mean, 1 - eta)
         reference = self.reference()
-        for layer, sl, tap in zip(self.layers, self.slices, taps):
+        for layer, sl, tap in zip(self.layers, self.slices, taps, strict=False):
             inputs = UtilityInputs(
                 tap, reference[sl], layer.incoming.weight, layer.outgoing.weight, self.generator
             )

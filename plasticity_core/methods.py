@@ -97,7 +97,11 @@ class ShrinkPerturb(Backprop):
     """Shrink and perturb (Ash & Adams 2020) every step: w <- (1 - shrink) w + N(0, std^2)."""
 
     def __init__(
-        self, params: list[torch.Tensor], shrink: float, noise_std: float, generator: torch.Generator
+        self,
+        params: list[torch.Tensor],
+        shrink: float,
+        noise_std: float,
+        generator: torch.Generator,
     ) -> None:
         self.params = params
         self.shrink = shrink

@@ -90,7 +90,7 @@ class Adam(Optimizer):
         torch._foreach_mul_(v, self.beta2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - self.beta2)
         torch._foreach_add_(steps, 1)
-        for p, m_i, v_i, t in zip(self.params, m, v, steps):
+        for p, m_i, v_i, t in zip(self.params, m, v, steps, strict=False):
             bias1 = 1 - torch.pow(self.beta1, t)
             bias2 = 1 - torch.pow(self.beta2, t)
             denom = (v_i / bias2).sqrt_().add_(self.eps)

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("experiment", choices=[NAME])
     d = PermutedMNISTConfig()
     runp.add_argument("--method", default=d.method, help=f"one of {METHODS.names()}")
-    runp.add_argument("--utility", default=d.utility, help="cbp's utility (plasticity list utilities)")
+    runp.add_argument(
+        "--utility", default=d.utility, help="cbp's utility (plasticity list utilities)"
+    )
     runp.add_argument("--activation", default=d.activation, help=f"one of {ACTIVATIONS.names()}")
     runp.add_argument("--norm", default=d.norm, help="none | layer")
     runp.add_argument("--tasks", type=int, default=d.tasks)
@@ -95,8 +97,10 @@ def _run(args: argparse.Namespace) -> None:
     experiment = run(config)
     trial_id = f"{experiment.config_hash}-s{config.seed}"
     path = args.out / NAME / f"{trial_id}.parquet"
-    print(f"{NAME}: {config.method}/{config.hyperparameters()['utility']} "
-          f"{config.activation} norm={config.norm} seed={config.seed} -> {path}")
+    print(
+        f"{NAME}: {config.method}/{config.hyperparameters()['utility']} "
+        f"{config.activation} norm={config.norm} seed={config.seed} -> {path}"
+    )
     rows = []
     for row in experiment:
         rows.append({"stage": "run", "trial_id": trial_id, **row})

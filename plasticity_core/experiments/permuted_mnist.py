@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from plasticity_core.data.mnist import load_mnist
 from plasticity_core.data.permuted import task_permutation
@@ -115,7 +114,11 @@ class PermutedMNIST:
         self.generator = torch.Generator(device).manual_seed(int(model_seed))
         self.order_generator = torch.Generator().manual_seed(int(order_seed))
         self.model = MLP(
-            split.n_pixels, config.hidden, split.n_classes, config.activation, config.norm,
+            split.n_pixels,
+            config.hidden,
+            split.n_classes,
+            config.activation,
+            config.norm,
             generator=self.generator,
         ).to(device)
         params = list(self.model.parameters())

@@ -54,5 +54,7 @@ ACTIVATIONS.add("sigmoid", Activation("sigmoid", torch.sigmoid, lambda a, h: h *
 ACTIVATIONS.add("silu", Activation("silu", F.silu, _silu_derivative, math.sqrt(2)))
 ACTIVATIONS.add(
     "elu",
-    Activation("elu", F.elu, lambda a, h: torch.where(a > 0, torch.ones_like(h), h + 1), math.sqrt(2)),
+    Activation(
+        "elu", F.elu, lambda a, h: torch.where(a > 0, torch.ones_like(h), h + 1), math.sqrt(2)
+    ),
 )

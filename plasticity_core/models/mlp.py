@@ -78,5 +78,5 @@ class MLP(nn.Module):
         consumers = [b.linear for b in self.blocks[1:]] + [self.head]
         return [
             UnitLayer(f"hidden.{i}", b.linear, b.norm, consumer, self.act.gain)
-            for i, (b, consumer) in enumerate(zip(self.blocks, consumers))
+            for i, (b, consumer) in enumerate(zip(self.blocks, consumers, strict=False))
         ]

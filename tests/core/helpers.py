@@ -51,9 +51,9 @@ def autograd_taps(model: MLP, x: torch.Tensor, y: torch.Tensor):
     logits_l1 = [torch.zeros_like(h) for h in hidden]
     for c in range(z.shape[1]):
         grads = torch.autograd.grad(z[:, c].sum(), hidden, retain_graph=True)
-        for acc, g in zip(logits_l1, grads):
+        for acc, g in zip(logits_l1, grads, strict=False):
             acc += g.abs()
     return [
         {"h": h.detach(), "loss_grad": lg, "target_grad": tg, "logits_grad": ll}
-        for h, lg, tg, ll in zip(hidden, loss_grad, target_grad, logits_l1)
+        for h, lg, tg, ll in zip(hidden, loss_grad, target_grad, logits_l1, strict=False)
     ]

@@ -146,12 +146,12 @@ def test_replacement_count_follows_accumulated_rate_and_only_mature_units_go():
         for i, a in enumerate(ages):
             expected[i] += int((a > maturity).sum()) * rate
         cbp.after_step(step.taps)
-        for i, (a, sl) in enumerate(zip(ages, cbp.slices)):
+        for i, (a, sl) in enumerate(zip(ages, cbp.slices, strict=False)):
             gone = cbp.age[sl] == 0
             assert (a[gone] > maturity).all(), "an immature unit was replaced"
             replaced[i] += int(gone.sum())
             a[gone] = 0
-    for got, want in zip(replaced, expected):
+    for got, want in zip(replaced, expected, strict=False):
         assert got > 10
         assert abs(got - math.floor(want)) <= 1
 
