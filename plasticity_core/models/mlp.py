@@ -77,6 +77,6 @@ class MLP(nn.Module):
         """The resettable hidden layers, input side first."""
         consumers = [b.linear for b in self.blocks[1:]] + [self.head]
         return [
-            UnitLayer(f"hidden.{i}", b.linear, b.norm, consumer, self.act.gain)
+            UnitLayer(f"hidden.{i}", b.linear, b.norm, b, consumer, self.act.gain)
             for i, (b, consumer) in enumerate(zip(self.blocks, consumers, strict=False))
         ]

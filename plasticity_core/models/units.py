@@ -22,6 +22,9 @@ class UnitLayer:
     """Produces the units: `weight[i]` and `bias[i]` belong to unit i."""
     norm: nn.Module | None
     """Optional per-unit affine normalisation between `incoming` and the activation."""
+    tap: nn.Module
+    """The module whose output is the units' post-activation h: [batch, units, ...]. A forward
+    hook here reads or clamps the units (the assay, autograd-based engines)."""
     outgoing: nn.Module
     """Consumes the units: `weight[:, i]` reads unit i."""
     gain: float

@@ -51,3 +51,23 @@ def test_step_matches_the_module_forward_used_for_evaluation():
     step(x, y)
     h_last = step.taps[-1].h
     torch.testing.assert_close(model.head(h_last), model(x))
+
+
+def test_unit_layers_name_incoming_norm_tap_and_outgoing_modules():
+    model = small_mlp("relu", "layer")
+    layers = model.unit_layers()
+    assert [u.name for u in layers] == ["hidden.0", "hidden.1", "hidden.2"]
+    assert [u.n_units for u in layers] == [9, 7, 6]
+    x, y = batch()
+    seen = []
+    hooks = [u.tap.register_forward_hook(lambda m, i, o: seen.append(o)) for u in layers]
+    model(x)
+    for h in hooks:
+        h.remove()
+    step = MLPStep(model)
+    step(x, y)
+    for u, h, tap in zip(layers, seen, step.taps, strict=True):
+        assert u.incoming.weight.shape[0] == u.outgoing.weight.shape[1] == h.shape[1]
+        assert u.norm.weight.shape == (u.n_units,)
+        torch.testing.assert_close(h, tap.h)
+    assert layers[-1].outgoing is model.head
