@@ -34,6 +34,7 @@ from plasticity_core.step import MLPStep
 
 NAME = "permuted-mnist"
 EVAL_CHUNK = 2048
+_METHOD = MethodConfig()
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,19 @@ class PermutedMNISTConfig:
     activation: str = "relu"
     norm: str = "none"
     """'none' or 'layer' (Linear -> LayerNorm -> activation)."""
-    method: str = "cbp"
-    utility: str = "gxd"
+    method: str = _METHOD.name
+    """bp | cbp | l2 | shrink_perturb; the method's fields below are documented in MethodConfig."""
+    utility: str = _METHOD.utility
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.0
     batch_size: int = 64
-    replacement_rate: float = 1e-4
-    maturity: int = 100
-    utility_decay: float = 0.99
-    weight_decay: float = 1e-4
-    shrink: float = 1e-4
-    noise_std: float = 1e-3
+    replacement_rate: float = _METHOD.replacement_rate
+    maturity: int = _METHOD.maturity
+    utility_decay: float = _METHOD.utility_decay
+    weight_decay: float = _METHOD.weight_decay
+    shrink: float = _METHOD.shrink
+    noise_std: float = _METHOD.noise_std
     device: str = "cpu"
 
     def __post_init__(self) -> None:
