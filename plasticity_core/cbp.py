@@ -22,7 +22,7 @@ from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
 from plasticity_core.step import LayerTaps
-from plasticity_core.utility import Utility, UtilityInputs
+from plasticity_core.utility import Utility, UtilityInputs, batch_axes
 
 
 @dataclass(frozen=True)
@@ -101,36 +101,55 @@ class ContinualBackprop:
         self.generator = generator
         sizes = [layer.n_units for layer in self.layers]
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        self.slices = [slice(s, s + n) for s, n in zip(starts, sizes, strict=False)]
+        self.slices = [slice(s, s + n) for s, n in zip(starts, sizes, strict=True)]
         w = self.layers[0].incoming.weight
         total = sum(sizes)
-        self.age = torch.zeros(total, device=w.device, dtype=w.dtype)
-        self.activation_ema = torch.zeros_like(self.age)
-        self.utility_ema = torch.zeros_like(self.age)
-        self._batch_mean = torch.zeros_like(self.age)
-        self._score = torch.zeros_like(self.age)
+        # Ages are steps - born; the bias corrections 1 - eta^age are updated in place each
+        # step (c <- eta * c + 1 - eta), which costs two ops instead of a pow over all ages.
+        self.born = torch.zeros(total, device=w.device, dtype=torch.long)
+        self.correction = torch.zeros(total, device=w.device, dtype=w.dtype)
+        self.activation_ema = torch.zeros_like(self.correction)
+        self.utility_ema = torch.zeros_like(self.correction)
+        self._batch_mean = torch.zeros_like(self.correction)
+        self._score = torch.zeros_like(self.correction)
+        self._reference = torch.zeros_like(self.correction)
+        # Per-layer views and weights, looked up once: the step runs millions of times.
+        self._views = [
+            (
+                self._batch_mean[sl],
+                self._score[sl],
+                self._reference[sl],
+                layer.incoming.weight,
+                layer.outgoing.weight,
+            )
+            for layer, sl in zip(self.layers, self.slices, strict=True)
+        ]
+        self.sizes = sizes
         self.steps = 0
         self.accumulated = [0.0] * len(sizes)
         # Per layer: (step, count) of units that were reset (or born, step 0) within the
         # last `maturity` steps; everything else is mature.
         self.young: list[deque[tuple[int, int]]] = [deque([(0, n)]) for n in sizes]
 
+    @property
+    def age(self) -> torch.Tensor:
+        """a [units]: optimizer steps since each unit was created or last reset."""
+        return self.steps - self.born
+
     def reference(self) -> torch.Tensor:
         """r [units]: the bias-corrected activation EMA (Eq. 10); 0 for age-0 units."""
-        correction = 1 - torch.pow(self.config.decay, self.age)
-        return torch.where(self.age > 0, self.activation_ema / correction, 0.0)
+        return _bias_corrected(self.activation_ema, self.correction)
 
     def corrected_utility(self) -> torch.Tensor:
-        """u / (1 - eta^a) [units]: the value units are ranked by."""
-        correction = 1 - torch.pow(self.config.decay, self.age)
-        return torch.where(self.age > 0, self.utility_ema / correction, 0.0)
+        """u / (1 - eta^a) [units]: the value units are ranked by; 0 for age-0 units."""
+        return _bias_corrected(self.utility_ema, self.correction)
 
     def eligible_count(self, layer: int) -> int:
         """Number of units of `layer` whose age exceeds the maturity threshold."""
         young = self.young[layer]
         while young and self.steps - young[0][0] > self.config.maturity:
             young.popleft()
-        return self.layers[layer].n_units - sum(count for _, count in young)
+        return self.sizes[layer] - sum(count for _, count in young)
 
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         """CBP leaves the gradient step alone."""
@@ -140,17 +159,14 @@ class ContinualBackprop:
         """Update ages, references and utilities, then replace units; returns the count."""
         eta = self.config.decay
         self.steps += 1
-        self.age.add_(1)
-        for sl, tap in zip(self.slices, taps, strict=False):
-            h = tap.h
-            torch.mean(h, dim=(0, *range(2, h.ndim)), out=self._batch_mean[sl])
+        self.correction.mul_(eta).add_(1 - eta)
+        for (batch_mean, *_), tap in zip(self._views, taps, strict=True):
+            torch.mean(tap.h, batch_axes(tap.h), out=batch_mean)
         self.activation_ema.lerp_(self._batch_mean, 1 - eta)
-        reference = self.reference()
-        for layer, sl, tap in zip(self.layers, self.slices, taps, strict=False):
-            inputs = UtilityInputs(
-                tap, reference[sl], layer.incoming.weight, layer.outgoing.weight, self.generator
-            )
-            self._score[sl] = self.utility.fn(inputs)
+        # Every age is >= 1 here, so the correction is > 0.
+        reference = torch.div(self.activation_ema, self.correction, out=self._reference)
+        for (_, score, r, w_in, w_out), tap in zip(self._views, taps, strict=True):
+            score.copy_(self.utility.fn(UtilityInputs(tap, r, w_in, w_out, self.generator)))
         self.utility_ema.lerp_(self._score, 1 - eta)
 
         resets = 0
@@ -171,24 +187,28 @@ class ContinualBackprop:
         index = torch.topk(ranked, k, largest=False).indices
         reset_units(self.layers[layer], index, reference[sl][index], self.optimizer, self.generator)
         flat = index + sl.start
-        for t in (self.age, self.activation_ema, self.utility_ema):
+        self.born.index_fill_(0, flat, self.steps)
+        for t in (self.correction, self.activation_ema, self.utility_ema):
             t.index_fill_(0, flat, 0)
         self.young[layer].append((self.steps, k))
 
+    _TENSORS = ("born", "correction", "activation_ema", "utility_ema")
+
     def state_dict(self) -> dict:
         return {
-            "age": self.age.clone(),
-            "activation_ema": self.activation_ema.clone(),
-            "utility_ema": self.utility_ema.clone(),
+            **{name: getattr(self, name).clone() for name in self._TENSORS},
             "steps": self.steps,
             "accumulated": list(self.accumulated),
             "young": [list(q) for q in self.young],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.age.copy_(state["age"])
-        self.activation_ema.copy_(state["activation_ema"])
-        self.utility_ema.copy_(state["utility_ema"])
+        for name in self._TENSORS:
+            getattr(self, name).copy_(state[name])
         self.steps = int(state["steps"])
         self.accumulated = [float(c) for c in state["accumulated"]]
         self.young = [deque((int(s), int(c)) for s, c in q) for q in state["young"]]
+
+
+def _bias_corrected(ema: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+    return torch.where(correction > 0, ema / correction, 0.0)

@@ -42,9 +42,14 @@ class Utility:
 UTILITIES: Registry[Utility] = Registry("utility")
 
 
+def batch_axes(t: torch.Tensor) -> int | tuple[int, ...]:
+    """Every axis of [batch, units, ...] but the unit axis 1 (a plain int when 2-D: faster)."""
+    return 0 if t.ndim == 2 else (0, *range(2, t.ndim))
+
+
 def _unit_mean(t: torch.Tensor) -> torch.Tensor:
     """Mean over every axis but the unit axis 1: [batch, units, ...] -> [units]."""
-    return t.mean(dim=(0, *range(2, t.ndim)))
+    return t.mean(batch_axes(t))
 
 
 def _displacement(u: UtilityInputs) -> torch.Tensor:
@@ -83,7 +88,7 @@ def contribution(u: UtilityInputs) -> torch.Tensor:
 
 @utility("mc_contribution", description="mean |h - r| * sum_k |w_out|: mean-corrected")
 def mc_contribution(u: UtilityInputs) -> torch.Tensor:
-    return _unit_mean(_displacement(u).abs()) * _out_magnitude(u)
+    return _unit_mean(_displacement(u).abs_()) * _out_magnitude(u)
 
 
 @utility("mc_adaptable", description="mean |h - r| * sum_k |w_out| / sum_j |w_in|  (Eq. 12)")
@@ -98,12 +103,12 @@ def loss_gradient(u: UtilityInputs) -> torch.Tensor:
 
 @utility("gxi", needs=("target_grad",), description="mean |h * dz_y/dh|: gradient x input")
 def gxi(u: UtilityInputs) -> torch.Tensor:
-    return _unit_mean((u.taps.h * u.taps.target_grad).abs())
+    return _unit_mean((u.taps.h * u.taps.target_grad).abs_())
 
 
 @utility("gxd", needs=("target_grad",), description="mean |(h - r) * dz_y/dh|  (Eq. 8)")
 def gxd(u: UtilityInputs) -> torch.Tensor:
-    return _unit_mean((_displacement(u) * u.taps.target_grad).abs())
+    return _unit_mean((_displacement(u) * u.taps.target_grad).abs_())
 
 
 @utility(
@@ -112,7 +117,7 @@ def gxd(u: UtilityInputs) -> torch.Tensor:
     description="mean ||J (h - r)||_1 over all logits  (Eq. 6, L1 norm)",
 )
 def gxd_all(u: UtilityInputs) -> torch.Tensor:
-    return _unit_mean(_displacement(u).abs() * u.taps.logits_grad)
+    return _unit_mean(_displacement(u).abs_() * u.taps.logits_grad)
 
 
 @utility("random", description="uniform noise: a random ranking")

@@ -176,11 +176,15 @@ def test_the_lowest_utility_mature_unit_is_replaced():
     model, optimizer, cbp, step = _train_with_cbp(0.01, 10, 0, utility="activation")
     state = cbp.state_dict()
     n = cbp.slices[0].stop
-    state["age"][:n] = 1000.0
-    state["age"][[2, 6]] = 3.0  # immature, and given the lowest utility of all
-    state["utility_ema"][:n] = torch.arange(n, dtype=torch.double) + 10.0
+    age = torch.full((n,), 1000)
+    age[[2, 6]] = 3  # immature, and given the lowest utility of all
+    state["born"][:n] = 1000 - age
+    state["correction"][:n] = 1 - 0.99 ** age.double()
+    state["utility_ema"][:n] = (torch.arange(n, dtype=torch.double) + 10.0) * state["correction"][
+        :n
+    ]
     state["utility_ema"][[2, 6]] = 0.0
-    state["utility_ema"][5] = 1.0  # the lowest among mature units
+    state["utility_ema"][5] = 1.0 * state["correction"][5]  # the lowest among mature units
     state.update(steps=1000, accumulated=[0.99, 0.0, 0.0], young=[[(997, 2)], [], []])
     cbp.load_state_dict(state)
     step(*batch())
