@@ -16,6 +16,7 @@ check (tests/core/test_step.py) and the engine for conv nets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,24 @@ class LayerTaps:
     """sum over classes c of |dz_c/dh|."""
 
 
+class _Norm(NamedTuple):
+    weight: torch.Tensor
+    bias: torch.Tensor
+    shape: list[int]
+    eps: float
+    grad_weight: torch.Tensor
+    grad_bias: torch.Tensor
+
+
+class _Layer(NamedTuple):
+    weight: torch.Tensor
+    weight_t: torch.Tensor
+    bias: torch.Tensor
+    grad_weight: torch.Tensor
+    grad_bias: torch.Tensor
+    norm: _Norm | None
+
+
 class MLPStep:
     """Callable `(x [B, n_in], y [B]) -> None` that fills `grads`, `taps` and accumulators."""
 
@@ -55,8 +74,43 @@ class MLPStep:
         p0 = self.params[0]
         self.loss_sum = torch.zeros((), device=p0.device, dtype=p0.dtype)
         self.correct = torch.zeros((), device=p0.device, dtype=torch.long)
-        n_classes = model.head.out_features
-        self._eye = torch.eye(n_classes, device=p0.device, dtype=p0.dtype)
+        self._eye = torch.eye(model.head.out_features, device=p0.device, dtype=p0.dtype)
+        # Parameters, their transposes and gradient buffers are looked up once: nn.Module
+        # attribute access would otherwise cost more than the small matmuls. Parameters are
+        # only ever updated in place, so the views stay valid.
+        grad_of = {id(p): g for p, g in zip(self.params, self.grads, strict=True)}
+        self._layers = []
+        for block in model.blocks:
+            lin, norm = block.linear, block.norm
+            self._layers.append(
+                _Layer(
+                    lin.weight,
+                    lin.weight.t(),
+                    lin.bias,
+                    grad_of[id(lin.weight)],
+                    grad_of[id(lin.bias)],
+                    None
+                    if norm is None
+                    else _Norm(
+                        norm.weight,
+                        norm.bias,
+                        norm.normalized_shape,
+                        norm.eps,
+                        grad_of[id(norm.weight)],
+                        grad_of[id(norm.bias)],
+                    ),
+                )
+            )
+        head = model.head
+        self._head = _Layer(
+            head.weight,
+            head.weight.t(),
+            head.bias,
+            grad_of[id(head.weight)],
+            grad_of[id(head.bias)],
+            None,
+        )
+        self._act = model.act
 
     def reset_accumulators(self) -> None:
         self.loss_sum.zero_()
@@ -64,25 +118,23 @@ class MLPStep:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        model = self.model
-        act = model.act
+        act = self._act
         inputs, pre, post, norm_stats = [], [], [], []
-        for block in model.blocks:
+        for layer in self._layers:
             inputs.append(x)
-            a = torch.addmm(block.linear.bias, x, block.linear.weight.t())
-            if block.norm is not None:
-                n = block.norm
-                a_hat_scaled, mean, rstd = torch.native_layer_norm(
-                    a, n.normalized_shape, n.weight, n.bias, n.eps
+            a = torch.addmm(layer.bias, x, layer.weight_t)
+            norm = layer.norm
+            if norm is not None:
+                a_norm, mean, rstd = torch.native_layer_norm(
+                    a, norm.shape, norm.weight, norm.bias, norm.eps
                 )
                 norm_stats.append(((a - mean) * rstd, rstd))
-                a = a_hat_scaled
-            else:
-                norm_stats.append(None)
+                a = a_norm
             x = act.fn(a)
             pre.append(a)
             post.append(x)
-        z = torch.addmm(model.head.bias, x, model.head.weight.t())
+        head = self._head
+        z = torch.addmm(head.bias, x, head.weight_t)
 
         batch = y.shape[0]
         logp = F.log_softmax(z, dim=1)
@@ -91,42 +143,41 @@ class MLPStep:
         onehot = self._eye[y]
         # Rows of the seed matrix: the loss gradient (scaled to the batch mean, which the
         # weight gradients need), then the optional attribution rows.
-        seeds = [(logp.exp() - onehot) / batch]
-        if "target_grad" in self.needs:
-            seeds.append(onehot)
-        if "logits_grad" in self.needs:
-            seeds.append(self._eye.repeat_interleave(batch, dim=0))
-        g = torch.cat(seeds) if len(seeds) > 1 else seeds[0]
+        g = (logp.exp() - onehot) / batch
+        if self.needs:
+            seeds = [g]
+            if "target_grad" in self.needs:
+                seeds.append(onehot)
+            if "logits_grad" in self.needs:
+                seeds.append(self._eye.repeat_interleave(batch, dim=0))
+            g = torch.cat(seeds)
 
-        grads = iter(reversed(self.grads))
-        g_bias, g_weight = next(grads), next(grads)
-        torch.sum(g[:batch], 0, out=g_bias)
-        torch.mm(g[:batch].t(), x, out=g_weight)
-        weight = model.head.weight
-
+        g_loss = g[:batch]
+        torch.sum(g_loss, 0, out=head.grad_bias)
+        torch.mm(g_loss.t(), x, out=head.grad_weight)
+        weight = head.weight
         taps = []
-        for i in range(len(model.blocks) - 1, -1, -1):
-            block = model.blocks[i]
+        for i in range(len(self._layers) - 1, -1, -1):
+            layer = self._layers[i]
             g_h = torch.mm(g, weight)  # [rows, units]
-            taps.append(self._taps(post[i], g_h, batch))
-            rows = g_h.view(-1, batch, g_h.shape[1])
-            g_a = rows * act.derivative(pre[i], post[i])
-            if block.norm is not None:
-                a_hat, rstd = norm_stats[i]
-                g_norm_bias, g_norm_weight = next(grads), next(grads)
-                torch.sum(g_a[0], 0, out=g_norm_bias)
-                torch.sum(g_a[0] * a_hat, 0, out=g_norm_weight)
-                g_hat = g_a * block.norm.weight
+            taps.append(self._taps(post[i], g_h, batch) if self.needs else LayerTaps(post[i]))
+            g_a = g_h.view(-1, batch, g_h.shape[1]) * act.derivative(pre[i], post[i])
+            norm = layer.norm
+            if norm is not None:
+                a_hat, rstd = norm_stats.pop()
+                torch.sum(g_a[0], 0, out=norm.grad_bias)
+                torch.sum(g_a[0] * a_hat, 0, out=norm.grad_weight)
+                g_hat = g_a * norm.weight
                 g_a = rstd * (
                     g_hat
                     - g_hat.mean(-1, keepdim=True)
                     - a_hat * (g_hat * a_hat).mean(-1, keepdim=True)
                 )
-            g = g_a.reshape(-1, g_a.shape[-1])
-            g_bias, g_weight = next(grads), next(grads)
-            torch.sum(g[:batch], 0, out=g_bias)
-            torch.mm(g[:batch].t(), inputs[i], out=g_weight)
-            weight = block.linear.weight
+            g = g_a.view(-1, g_a.shape[-1])
+            g_loss = g[:batch]
+            torch.sum(g_loss, 0, out=layer.grad_bias)
+            torch.mm(g_loss.t(), inputs[i], out=layer.grad_weight)
+            weight = layer.weight
         taps.reverse()
         self.taps = taps
 
