@@ -20,8 +20,6 @@ class Optimizer:
     """Common bookkeeping: parameter lookup and per-slice reset of every state tensor."""
 
     def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
-        if not lr > 0:
-            raise ConfigError(f"learning rate must be > 0, got {lr}")
         self.params = list(params)
         self.lr = lr
         self._index = {id(p): i for i, p in enumerate(self.params)}
@@ -50,8 +48,6 @@ class SGD(Optimizer):
 
     def __init__(self, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
-        if not 0 <= momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
         if momentum:
             self.state["momentum_buffer"] = [torch.zeros_like(p) for p in self.params]
@@ -105,9 +101,16 @@ OPTIMIZERS.add("adam", Adam)
 def make_optimizer(
     name: str, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0
 ) -> Optimizer:
-    cls = OPTIMIZERS.get(name)
-    if cls is SGD:
-        return SGD(params, lr, momentum)
-    if momentum:
+    check_optimizer(name, lr, momentum)
+    return SGD(params, lr, momentum) if name == "sgd" else OPTIMIZERS.get(name)(params, lr)
+
+
+def check_optimizer(name: str, lr: float, momentum: float = 0.0) -> None:
+    """Raise ConfigError naming the bad value if the optimizer cannot be built."""
+    OPTIMIZERS.get(name)
+    if not lr > 0:
+        raise ConfigError(f"learning rate must be > 0, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+    if momentum and name != "sgd":
         raise ConfigError(f"momentum applies to sgd only; optimizer {name!r} got {momentum}")
-    return cls(params, lr)

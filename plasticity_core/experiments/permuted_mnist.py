@@ -27,8 +27,8 @@ from plasticity_core.data.mnist import load_mnist
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.methods import METHODS, MethodConfig, build_method
-from plasticity_core.models.mlp import MLP
-from plasticity_core.optim import make_optimizer
+from plasticity_core.models.mlp import MLP, check_architecture
+from plasticity_core.optim import check_optimizer, make_optimizer
 from plasticity_core.provenance import code_version, config_hash
 from plasticity_core.step import MLPStep
 
@@ -75,8 +75,8 @@ class PermutedMNISTConfig:
         if self.seed < 0 or self.permutation_seed < 0:
             raise ConfigError("seed and permutation_seed must be >= 0")
         self.method_config()
-        MLP(8, self.hidden[:1] or (1,), 2, self.activation, self.norm)  # validates names
-        make_optimizer(self.optimizer, [torch.zeros(1)], self.lr, self.momentum)
+        check_architecture(self.hidden, self.activation, self.norm)
+        check_optimizer(self.optimizer, self.lr, self.momentum)
 
     def method_config(self) -> MethodConfig:
         return MethodConfig(
@@ -115,14 +115,15 @@ class PermutedMNIST:
         # the example order, so changing the method does not change the data order.
         self.generator = torch.Generator(device).manual_seed(int(model_seed))
         self.order_generator = torch.Generator().manual_seed(int(order_seed))
-        self.model = MLP(
-            split.n_pixels,
-            config.hidden,
-            split.n_classes,
-            config.activation,
-            config.norm,
-            generator=self.generator,
-        ).to(device)
+        with device:  # built on the device, so the init draws from the device generator
+            self.model = MLP(
+                split.n_pixels,
+                config.hidden,
+                split.n_classes,
+                config.activation,
+                config.norm,
+                generator=self.generator,
+            )
         params = list(self.model.parameters())
         self.optimizer = make_optimizer(config.optimizer, params, config.lr, config.momentum)
         self.method = build_method(

@@ -19,6 +19,15 @@ from plasticity_core.models.units import UnitLayer, kaiming_uniform_
 NORMS = ("none", "layer")
 
 
+def check_architecture(hidden: Sequence[int], activation: str, norm: str) -> None:
+    """Raise ConfigError naming the bad value if the MLP cannot be built."""
+    ACTIVATIONS.get(activation)
+    if norm not in NORMS:
+        raise ConfigError(f"unknown norm {norm!r}; choose from: {', '.join(NORMS)}")
+    if not hidden or any(int(w) < 1 for w in hidden):
+        raise ConfigError(f"hidden widths must be positive integers, got {list(hidden)}")
+
+
 class HiddenBlock(nn.Module):
     def __init__(self, n_in: int, n_out: int, activation: Activation, norm: str) -> None:
         super().__init__()
@@ -46,10 +55,7 @@ class MLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ConfigError(f"unknown norm {norm!r}; choose from: {', '.join(NORMS)}")
-        if not hidden or any(int(w) < 1 for w in hidden):
-            raise ConfigError(f"hidden widths must be positive integers, got {list(hidden)}")
+        check_architecture(hidden, activation, norm)
         self.act = ACTIVATIONS.get(activation)
         widths = [n_inputs, *hidden]
         self.blocks = nn.ModuleList(
