@@ -56,7 +56,8 @@ def reset_units(
     Incoming weights are resampled from the init distribution, the unit's bias is zeroed and
     its norm affine set to (1, 0); outgoing weights are zeroed after adding
     w_out[:, i] * r_i to the consumer bias, so the consumer sees h_i replaced by r_i.
-    Optimizer state is zeroed for exactly the touched rows and columns.
+    Optimizer state is zeroed for exactly the touched rows and columns; the consumer's bias
+    keeps its state (it is shifted, not re-initialised), as in the reference implementation.
     """
     w_in = layer.incoming.weight
     fresh = torch.empty((len(index), *w_in.shape[1:]), device=w_in.device, dtype=w_in.dtype)

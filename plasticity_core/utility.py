@@ -114,7 +114,7 @@ def gxd(u: UtilityInputs) -> torch.Tensor:
 @utility(
     "gxd_all",
     needs=("logits_grad",),
-    description="mean ||J (h - r)||_1 over all logits  (Eq. 6, L1 norm)",
+    description="mean ||J (h - r)||_1 over all logits  (Eq. 6, L1 norm; = C x the mean)",
 )
 def gxd_all(u: UtilityInputs) -> torch.Tensor:
     return _unit_mean(_displacement(u).abs_() * u.taps.logits_grad)

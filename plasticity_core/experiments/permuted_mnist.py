@@ -198,7 +198,8 @@ class PermutedMNIST:
             "config": dataclasses.asdict(self.config),
             "task": self.task,
             "examples_seen": self.examples_seen,
-            "model": self.model.state_dict(),
+            # state_dict() tensors alias the live parameters: copy, like everything else here.
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
             "generator": self.generator.get_state(),

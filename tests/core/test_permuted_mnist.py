@@ -51,6 +51,17 @@ def test_restore_at_a_task_boundary_continues_bit_identically(optimizer, momentu
     assert sum(r["resets"] for r in uninterrupted) > 0  # the CBP state really mattered
 
 
+def test_a_state_kept_in_memory_is_a_snapshot_not_a_view():
+    config = PermutedMNISTConfig(method="cbp", utility="gxd", **SMALL)
+    uninterrupted = _strip(run(config))
+    experiment = run(config)
+    rows = iter(experiment)
+    next(rows)
+    state = experiment.state_dict()
+    next(rows)  # keeps training after the snapshot was taken
+    assert _strip(run(config, state)) == uninterrupted[1:]
+
+
 def test_restore_refuses_a_checkpoint_from_another_configuration():
     experiment = run(PermutedMNISTConfig(method="bp", **SMALL))
     next(iter(experiment))
