@@ -1,0 +1,100 @@
+"""Reset shock: what clamping one unit to its reference does to the output (paper §5.1).
+
+A unit i is clamped, h_i(x) <- r_i, with every parameter unchanged; for a network without
+normalisation this is exactly what the CBP reset does to the function (`cbp.reset_units`).
+The realized shock on probe inputs is the mean logit L1 distance ||z - z[i->r_i]||_1 and the
+mean KL(softmax z || softmax z[i->r_i]).
+
+Clamps are batched: a forward hook on the layer's tap repeats its output once per clamped
+unit ([units, batch, ...] flattened into the batch axis) and overwrites one unit per copy,
+so one forward measures a whole chunk of units. This needs every module downstream of the
+tap to see the units only through the tap (true for MLPs); a residual network must repeat
+its input instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from plasticity_core.models.units import UnitLayer
+
+CHUNK_ELEMENTS = 1 << 24
+"""Upper bound on elements of one repeated activation tensor (64 MiB of float32)."""
+
+
+@torch.no_grad()
+def clamp_shocks(
+    model: nn.Module, layer: UnitLayer, x: torch.Tensor, reference: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Realized shocks of clamping each unit of `layer`, one at a time, to `reference`.
+
+    x: probe inputs [batch, ...]; reference: r [units].
+    Returns (l1 [units], kl [units]): mean over the probe of ||z - z'||_1 and of
+    KL(softmax z || softmax z'), in logit units and nats.
+    """
+    seen: list[torch.Tensor] = []
+    handle = layer.tap.register_forward_hook(lambda module, inputs, h: seen.append(h))
+    try:
+        z = model(x)
+    finally:
+        handle.remove()
+    logp = F.log_softmax(z, dim=1)
+    n_units, batch = layer.n_units, x.shape[0]
+    chunk = max(1, min(n_units, CHUNK_ELEMENTS // seen[0].numel()))
+    l1 = torch.empty(n_units, device=z.device, dtype=z.dtype)
+    kl = torch.empty_like(l1)
+    for start in range(0, n_units, chunk):
+        units = torch.arange(start, min(start + chunk, n_units), device=z.device)
+        handle = layer.tap.register_forward_hook(_clamp_hook(units, reference[units]))
+        try:
+            clamped = model(x).view(len(units), batch, -1)
+        finally:
+            handle.remove()
+        l1[units] = (clamped - z).abs().sum(-1).mean(-1)
+        kl[units] = (logp.exp() * (logp - F.log_softmax(clamped, dim=-1))).sum(-1).mean(-1)
+    return l1, kl
+
+
+def _clamp_hook(units: torch.Tensor, values: torch.Tensor):
+    """Forward hook: repeat h [batch, units, ...] once per unit in `units`, clamping it."""
+
+    def hook(module: nn.Module, inputs: tuple, h: torch.Tensor) -> torch.Tensor:
+        repeated = h.unsqueeze(0).repeat(len(units), *([1] * h.ndim))
+        shape = (len(units), *([1] * (h.ndim - 1)))  # broadcast over batch and space
+        repeated[torch.arange(len(units)), :, units] = values.view(shape).to(h.dtype)
+        return repeated.flatten(0, 1)
+
+    return hook
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Tie-aware Spearman rank correlation (average ranks); nan if either side is constant."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def bottom_fraction(scores: np.ndarray, fraction: float = 0.05) -> np.ndarray:
+    """Indices of the ceil(fraction * n) lowest scores (at least one), lowest first.
+
+    Ties break by unit index (a stable sort), so the selection is reproducible.
+    """
+    k = max(1, math.ceil(fraction * len(scores) - 1e-9))
+    return np.argsort(scores, kind="stable")[:k]
+
+
+def shock_at(scores: list[np.ndarray], shocks: list[np.ndarray], fraction: float = 0.05) -> float:
+    """Shock@fraction: mean realized shock over each layer's bottom `fraction` by score.
+
+    scores, shocks: one array [units] per layer; the selected units of all layers are
+    pooled, so layers of equal width weigh equally.
+    """
+    chosen = [s[bottom_fraction(u, fraction)] for u, s in zip(scores, shocks, strict=True)]
+    return float(np.concatenate(chosen).mean())
