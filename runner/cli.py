@@ -1,6 +1,7 @@
 """The `plasticity` command line.
 
     plasticity run permuted-mnist --method cbp --utility gxd --activation silu --tasks 50
+    plasticity assay --activation relu,silu --seeds 3 --checkpoints 0,2,5
     plasticity list utilities
 
 Bad input prints one line naming the bad value and what is allowed, and exits with 2.
@@ -14,12 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plasticity_core.errors import PlasticityError
+from plasticity_core.experiments import reset_cost
 from plasticity_core.experiments.permuted_mnist import NAME, PermutedMNISTConfig, run
 from plasticity_core.methods import METHODS
 from plasticity_core.models.activations import ACTIVATIONS
 from plasticity_core.models.mlp import NORMS
 from plasticity_core.optim import OPTIMIZERS
 from plasticity_core.utility import UTILITIES
+from runner.assay import format_tables, write_checkpoint
 from runner.results import write_rows
 
 LISTS = {
@@ -28,7 +31,7 @@ LISTS = {
     "activations": ACTIVATIONS.names,
     "norms": lambda: list(NORMS),
     "optimizers": OPTIMIZERS.names,
-    "experiments": lambda: [NAME],
+    "experiments": lambda: [NAME, reset_cost.NAME],
 }
 
 
@@ -41,14 +44,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _hidden(text: str) -> tuple[int, ...]:
+def _ints(text: str) -> tuple[int, ...]:
     try:
-        widths = tuple(int(w) for w in text.split(","))
+        return tuple(int(w) for w in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid --hidden {text!r}; expected comma-separated widths like 256,256"
+            f"invalid value {text!r}; expected comma-separated integers like 0,5,10"
         ) from None
-    return widths
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--optimizer", default=d.optimizer, help="sgd | adam")
     runp.add_argument("--momentum", type=float, default=d.momentum)
     runp.add_argument("--batch-size", type=int, default=d.batch_size)
-    runp.add_argument("--hidden", type=_hidden, default=d.hidden, help="widths, e.g. 256,256")
+    runp.add_argument("--hidden", type=_ints, default=d.hidden, help="widths, e.g. 256,256")
     runp.add_argument("--replacement-rate", type=float, default=d.replacement_rate)
     runp.add_argument("--maturity", type=int, default=d.maturity)
     runp.add_argument("--utility-decay", type=float, default=d.utility_decay)
@@ -84,16 +90,75 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--data", default=d.data, help="embedded | a folder holding MNIST/raw")
     runp.add_argument("--device", default=d.device, help="cpu | cuda | cuda:1 ...")
     runp.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+
+    a = reset_cost.ResetCostConfig()
+    assay = sub.add_parser("assay", help="reset-cost assay: utilities vs realized reset shock")
+    assay.add_argument(
+        "--activation",
+        dest="activations",
+        type=_names,
+        default=a.activations,
+        help="comma-separated, e.g. relu,silu",
+    )
+    assay.add_argument("--seeds", type=int, default=a.seeds)
+    assay.add_argument(
+        "--checkpoints",
+        type=_ints,
+        default=a.checkpoints,
+        help="task indices, e.g. 0,5,10,20,30 (the paper's)",
+    )
+    assay.add_argument("--norm", default=a.norm, help="none | layer")
+    assay.add_argument("--hidden", type=_ints, default=a.hidden)
+    assay.add_argument("--lr", type=float, default=a.lr)
+    assay.add_argument("--batch-size", type=int, default=a.batch_size)
+    assay.add_argument(
+        "--calibration",
+        type=int,
+        default=a.calibration,
+        help="calibration examples (training split)",
+    )
+    assay.add_argument(
+        "--probe",
+        type=int,
+        default=a.probe,
+        help="probe examples (held-out split; 1,000 at most when embedded)",
+    )
+    assay.add_argument("--reference", default=a.reference, help="calibration | ema")
+    assay.add_argument("--data", default=a.data, help="embedded | a folder holding MNIST/raw")
+    assay.add_argument("--permutation-seed", type=int, default=a.permutation_seed)
+    assay.add_argument("--device", default=a.device)
+    assay.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     return parser
 
 
-def _config(args: argparse.Namespace) -> PermutedMNISTConfig:
-    fields = PermutedMNISTConfig.__dataclass_fields__
-    return PermutedMNISTConfig(**{k: v for k, v in vars(args).items() if k in fields})
+def _config(cls, args: argparse.Namespace):
+    fields = cls.__dataclass_fields__
+    return cls(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _assay(args: argparse.Namespace) -> None:
+    config = _config(reset_cost.ResetCostConfig, args)
+    folder = args.out / reset_cost.NAME
+    total = len(config.activations) * config.seeds * len(config.checkpoints)
+    print(f"{reset_cost.NAME}: {total} checkpoints -> {folder}", flush=True)
+    summary = []
+    for done, result in enumerate(reset_cost.run(config), start=1):
+        write_checkpoint(result, args.out)
+        summary += result.summary
+        key = result.summary[0]
+        gxd = next(r for r in result.summary if r["utility"] == "gxd")
+        print(
+            f"[{done:3d}/{total}] {key['activation']:10s} seed {key['seed']} "
+            f"task {key['checkpoint']:3d}  probe {key['probe']}  "
+            f"gxd rho_L1 {gxd['spearman_l1']:.3f}  {result.seconds:.1f} s",
+            flush=True,
+        )
+    print()
+    print(format_tables(summary))
 
 
 def _run(args: argparse.Namespace) -> None:
-    config = _config(args)
+    config = _config(PermutedMNISTConfig, args)
     experiment = run(config)
     trial_id = f"{experiment.config_hash}-s{config.seed}"
     path = args.out / NAME / f"{trial_id}.parquet"
@@ -118,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "list":
             print("\n".join(LISTS[args.what]()))
+        elif args.command == "assay":
+            _assay(args)
         else:
             _run(args)
     except (UsageError, PlasticityError) as err:

@@ -109,7 +109,7 @@ class CheckpointResult:
     """The rows of one (activation, seed, checkpoint)."""
 
     units: list[dict] = field(default_factory=list)
-    """Per unit and utility: score and realized shocks."""
+    """Per unit and utility: score, the reference r_i it was clamped to, realized shocks."""
     layers: list[dict] = field(default_factory=list)
     """Per utility and layer: Spearman and Shock@fraction."""
     summary: list[dict] = field(default_factory=list)
@@ -154,7 +154,13 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, task: int) -> Chec
     for name in UTILITIES:
         fn = UTILITIES.get(name).fn
         scores[name] = [
-            _numpy(fn(UtilityInputs(tap, r, u.incoming.weight, u.outgoing.weight, rng_on(r, rng))))
+            _numpy(
+                fn(
+                    UtilityInputs(
+                        tap, r, u.incoming.weight, u.outgoing.weight, _device_generator(r, rng)
+                    )
+                )
+            )
             for tap, r, u in zip(step.taps, references, layers, strict=True)
         ]
     shocks = [clamp_shocks(model, u, x_probe, r) for u, r in zip(layers, references, strict=True)]
@@ -166,8 +172,17 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, task: int) -> Chec
         "norm": cfg.norm,
         "seed": cfg.seed,
         "checkpoint": task,
-        "reference": config.reference,
+        "reference_mode": config.reference,
     }
+    result = _rows(key, layers, scores, [_numpy(r) for r in references], l1, kl, config.fraction)
+    result.seconds = time.perf_counter() - start
+    for row in result.summary:
+        row.update(calibration=n_cal, probe=len(x_probe), seconds=result.seconds)
+    return result
+
+
+def _rows(key, layers, scores, references, l1, kl, fraction: float) -> CheckpointResult:
+    """Unit, layer and summary rows of one checkpoint; arrays are [units] per layer."""
     result = CheckpointResult()
     for name, per_layer in scores.items():
         for li, (layer, s) in enumerate(zip(layers, per_layer, strict=True)):
@@ -178,22 +193,21 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, task: int) -> Chec
                     "unit": i,
                     "utility": name,
                     "score": float(s[i]),
+                    "reference": float(references[li][i]),
                     "shock_l1": float(l1[li][i]),
                     "shock_kl": float(kl[li][i]),
                 }
                 for i in range(len(s))
             ]
-    for name, (by_l1, by_kl) in {
-        **{n: (s, s) for n, s in scores.items()},
-        ORACLE: (l1, kl),
-    }.items():
+    rankings = {**{n: (s, s) for n, s in scores.items()}, ORACLE: (l1, kl)}
+    for name, (by_l1, by_kl) in rankings.items():
         for li, layer in enumerate(layers):
             result.layers.append(
                 {
                     **key,
                     "utility": name,
                     "layer": layer.name,
-                    **_metrics([by_l1[li]], [by_kl[li]], [l1[li]], [kl[li]], config.fraction),
+                    **_metrics([by_l1[li]], [by_kl[li]], [l1[li]], [kl[li]], fraction),
                 }
             )
         result.summary.append(
@@ -201,14 +215,9 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, task: int) -> Chec
                 **key,
                 "utility": name,
                 "n_units": sum(len(x) for x in l1),
-                "calibration": n_cal,
-                "probe": len(x_probe),
-                **_metrics(by_l1, by_kl, l1, kl, config.fraction),
+                **_metrics(by_l1, by_kl, l1, kl, fraction),
             }
         )
-    result.seconds = time.perf_counter() - start
-    for row in result.summary:
-        row["seconds"] = result.seconds
     return result
 
 
@@ -222,7 +231,7 @@ def _metrics(by_l1, by_kl, l1, kl, fraction: float) -> dict:
     }
 
 
-def rng_on(like: torch.Tensor, cpu_generator: torch.Generator) -> torch.Generator:
+def _device_generator(like: torch.Tensor, cpu_generator: torch.Generator) -> torch.Generator:
     """A generator on `like`'s device, seeded from `cpu_generator` (for `random`)."""
     seed = int(torch.randint(2**62, (1,), generator=cpu_generator))
     return torch.Generator(like.device).manual_seed(seed)
