@@ -27,18 +27,20 @@ def write_checkpoint(result: CheckpointResult, out: Path) -> None:
 
 
 def mean_se(values: pd.Series) -> tuple[float, float]:
-    """Mean and standard error (std with ddof=1 / sqrt(n); 0 for one value) ignoring NaN."""
+    """Mean and standard error (std with ddof=1 / sqrt(n); NaN for one value), NaN ignored."""
     values = values.dropna()
     if values.empty:
         return float("nan"), float("nan")
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
     return float(values.mean()), float(se)
 
 
 def _cell(spec: str):
     def fmt(values: pd.Series) -> str:
         mean, se = mean_se(values)
-        return "n/a" if np.isnan(mean) else f"{mean:{spec}} ± {se:{spec}}"
+        if np.isnan(mean):
+            return "n/a"
+        return f"{mean:{spec}}" if np.isnan(se) else f"{mean:{spec}} ± {se:{spec}}"
 
     return fmt
 
