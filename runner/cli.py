@@ -57,6 +57,18 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def _add_training_options(parser: argparse.ArgumentParser, defaults) -> None:
+    """Options shared by every command that trains an MLP on Permuted MNIST."""
+    parser.add_argument("--norm", default=defaults.norm, help="none | layer")
+    parser.add_argument("--hidden", type=_ints, default=defaults.hidden, help="e.g. 256,256")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--permutation-seed", type=int, default=defaults.permutation_seed)
+    parser.add_argument("--data", default=defaults.data, help="embedded | a folder with MNIST/raw")
+    parser.add_argument("--device", default=defaults.device, help="cpu | cuda | cuda:1 ...")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="plasticity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -67,32 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     runp = sub.add_parser("run", help="run one experiment without Ray, rows to Parquet")
     runp.add_argument("experiment", choices=[NAME])
     d = PermutedMNISTConfig()
+    _add_training_options(runp, d)
     runp.add_argument("--method", default=d.method, help=f"one of {METHODS.names()}")
-    runp.add_argument(
-        "--utility", default=d.utility, help="cbp's utility (plasticity list utilities)"
-    )
+    runp.add_argument("--utility", default=d.utility, help="cbp's (plasticity list utilities)")
     runp.add_argument("--activation", default=d.activation, help=f"one of {ACTIVATIONS.names()}")
-    runp.add_argument("--norm", default=d.norm, help="none | layer")
     runp.add_argument("--tasks", type=int, default=d.tasks)
     runp.add_argument("--seed", type=int, default=d.seed)
-    runp.add_argument("--permutation-seed", type=int, default=d.permutation_seed)
-    runp.add_argument("--lr", type=float, default=d.lr)
     runp.add_argument("--optimizer", default=d.optimizer, help="sgd | adam")
     runp.add_argument("--momentum", type=float, default=d.momentum)
-    runp.add_argument("--batch-size", type=int, default=d.batch_size)
-    runp.add_argument("--hidden", type=_ints, default=d.hidden, help="widths, e.g. 256,256")
     runp.add_argument("--replacement-rate", type=float, default=d.replacement_rate)
     runp.add_argument("--maturity", type=int, default=d.maturity)
     runp.add_argument("--utility-decay", type=float, default=d.utility_decay)
     runp.add_argument("--weight-decay", type=float, default=d.weight_decay, help="l2 only")
     runp.add_argument("--shrink", type=float, default=d.shrink, help="shrink_perturb only")
     runp.add_argument("--noise-std", type=float, default=d.noise_std, help="shrink_perturb only")
-    runp.add_argument("--data", default=d.data, help="embedded | a folder holding MNIST/raw")
-    runp.add_argument("--device", default=d.device, help="cpu | cuda | cuda:1 ...")
-    runp.add_argument("--out", type=Path, default=Path("results"), help="output folder")
 
     a = reset_cost.ResetCostConfig()
     assay = sub.add_parser("assay", help="reset-cost assay: utilities vs realized reset shock")
+    _add_training_options(assay, a)
     assay.add_argument(
         "--activation",
         dest="activations",
@@ -107,10 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=a.checkpoints,
         help="task indices, e.g. 0,5,10,20,30 (the paper's)",
     )
-    assay.add_argument("--norm", default=a.norm, help="none | layer")
-    assay.add_argument("--hidden", type=_ints, default=a.hidden)
-    assay.add_argument("--lr", type=float, default=a.lr)
-    assay.add_argument("--batch-size", type=int, default=a.batch_size)
     assay.add_argument(
         "--calibration",
         type=int,
@@ -124,10 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe examples (held-out split; 1,000 at most when embedded)",
     )
     assay.add_argument("--reference", default=a.reference, help="calibration | ema")
-    assay.add_argument("--data", default=a.data, help="embedded | a folder holding MNIST/raw")
-    assay.add_argument("--permutation-seed", type=int, default=a.permutation_seed)
-    assay.add_argument("--device", default=a.device)
-    assay.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     return parser
 
 
