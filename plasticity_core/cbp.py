@@ -128,6 +128,7 @@ class ContinualBackprop:
         self.sizes = sizes
         self.steps = 0
         self.accumulated = [0.0] * len(sizes)
+        self.counts = [0] * len(sizes)
         # Per layer: (step, count) of units that were reset (or born, step 0) within the
         # last `maturity` steps; everything else is mature.
         self.young: list[deque[tuple[int, int]]] = [deque([(0, n)]) for n in sizes]
@@ -178,6 +179,7 @@ class ContinualBackprop:
             if k > 0:
                 self.accumulated[i] -= k
                 self._replace(i, k, reference)
+                self.counts[i] += k
                 resets += k
         return resets
 
@@ -193,6 +195,10 @@ class ContinualBackprop:
             t.index_fill_(0, flat, 0)
         self.young[layer].append((self.steps, k))
 
+    def reset_counts(self) -> list[int]:
+        """Units replaced so far, per layer."""
+        return list(self.counts)
+
     _TENSORS = ("born", "correction", "activation_ema", "utility_ema")
 
     def state_dict(self) -> dict:
@@ -200,6 +206,7 @@ class ContinualBackprop:
             **{name: getattr(self, name).clone() for name in self._TENSORS},
             "steps": self.steps,
             "accumulated": list(self.accumulated),
+            "counts": list(self.counts),
             "young": [list(q) for q in self.young],
         }
 
@@ -208,6 +215,7 @@ class ContinualBackprop:
             getattr(self, name).copy_(state[name])
         self.steps = int(state["steps"])
         self.accumulated = [float(c) for c in state["accumulated"]]
+        self.counts = [int(c) for c in state["counts"]]
         self.young = [deque((int(s), int(c)) for s, c in q) for q in state["young"]]
 
 

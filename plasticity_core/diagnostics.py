@@ -120,3 +120,27 @@ DIAGNOSTICS = {
     "resets_l<i>": "CBP and reset methods: units reset in layer i during the task",
 }
 """Name -> one-line definition; `plasticity list diagnostics` prints this."""
+
+
+@torch.no_grad()
+def network_diagnostics(model: torch.nn.Module, x: torch.Tensor, tau: float) -> dict[str, float]:
+    """Feature and weight diagnostics of `model` on probe inputs x [examples, ...].
+
+    Features are read at each resettable layer's tap (any model with `unit_layers()`);
+    weights are every parameter with more than one axis, in registration order."""
+    features: list[torch.Tensor] = []
+    hooks = [
+        layer.tap.register_forward_hook(lambda module, inputs, h: features.append(h.flatten(1)))
+        for layer in model.unit_layers()
+    ]
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    row = layer_diagnostics(features, tau)
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    per_layer, overall = weight_magnitude(weights)
+    row["weight_magnitude"] = overall
+    row.update({f"weight_magnitude_l{i}": v for i, v in enumerate(per_layer)})
+    return row

@@ -1,5 +1,8 @@
 """Plasticity methods behind one interface: hooks around each optimizer step.
 
+Selection rule, utility and reset operator are separate: `cbp` ranks by any utility,
+`redo`/`regrama` threshold any utility, and all reset through `cbp.reset_units`.
+
 `before_step` may change the gradients (L2); `after_step` may change the parameters after
 the update (CBP resets, shrink-and-perturb) and returns how many units it reset.
 """
@@ -18,34 +21,50 @@ from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
 from plasticity_core.registry import Registry
 from plasticity_core.step import LayerTaps
+from plasticity_core.threshold_reset import ThresholdReset
 from plasticity_core.utility import UTILITIES
 
 
 @dataclass(frozen=True)
 class MethodConfig:
     name: str = "cbp"
-    utility: str = "gxd"
-    """cbp only: which utility ranks units for replacement."""
+    utility: str = ""
+    """Which utility drives the method's resets (cbp, redo, regrama); '' = the method's
+    default, 'none' for methods without resets."""
     replacement_rate: float = 1e-4
+    """cbp: fraction of a layer's mature units replaced per step (accumulated)."""
     maturity: int = 100
+    """cbp: steps before a unit may be replaced."""
     utility_decay: float = 0.99
+    """cbp: decay of the utility and reference EMAs."""
     weight_decay: float = 1e-4
-    """l2 only: lambda of the penalty lambda/2 * ||w||^2 added to the loss."""
+    """l2: lambda of the penalty lambda/2 * ||w||^2 added to the loss."""
+    l2_init: float = 1e-4
+    """l2_init: lambda of lambda/2 * ||w - w_0||^2 (Kumar et al. 2023)."""
     shrink: float = 1e-4
-    """shrink_perturb only: fraction of every weight removed per step."""
+    """shrink_perturb: fraction of every weight removed per step."""
     noise_std: float = 1e-3
-    """shrink_perturb only: std of the Gaussian noise added to every weight per step."""
+    """shrink_perturb: std of the Gaussian noise added to every weight per step."""
+    dormant_threshold: float = 0.025
+    """redo, regrama: tau; a unit is reset when its utility / layer mean <= tau."""
+    reset_every: int = 1000
+    """redo, regrama: optimizer steps between threshold checks."""
 
     def __post_init__(self) -> None:
-        METHODS.get(self.name)
-        UTILITIES.get(self.utility)
+        spec = METHODS.get(self.name)
+        if spec.default_utility is None:
+            object.__setattr__(self, "utility", "none")
+        else:
+            object.__setattr__(self, "utility", self.utility or spec.default_utility)
+            UTILITIES.get(self.utility)
         self.cbp()
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("weight_decay", "l2_init", "noise_std", "dormant_threshold"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.shrink < 1:
             raise ConfigError(f"shrink must be in [0, 1), got {self.shrink}")
-        if self.noise_std < 0:
-            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.reset_every < 1:
+            raise ConfigError(f"reset_every must be >= 1 step, got {self.reset_every}")
 
     def cbp(self) -> CBPConfig:
         return CBPConfig(self.replacement_rate, self.maturity, self.utility_decay)
@@ -58,6 +77,10 @@ class Method(Protocol):
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None: ...
 
     def after_step(self, taps: Sequence[LayerTaps]) -> int: ...
+
+    def reset_counts(self) -> list[int]:
+        """Units reset so far per hidden layer ([] for methods that never reset)."""
+        ...
 
     def state_dict(self) -> dict: ...
 
@@ -75,6 +98,9 @@ class Backprop:
     def after_step(self, taps: Sequence[LayerTaps]) -> int:
         return 0
 
+    def reset_counts(self) -> list[int]:
+        return []
+
     def state_dict(self) -> dict:
         return {}
 
@@ -91,6 +117,28 @@ class L2(Backprop):
     @torch.no_grad()
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         torch._foreach_add_(grads, params, alpha=self.weight_decay)
+
+
+class L2Init(Backprop):
+    """Regenerative regularisation toward the initial parameters (Kumar et al. 2023):
+    g <- g + lambda * (w - w_0)."""
+
+    def __init__(self, params: list[torch.Tensor], coefficient: float) -> None:
+        self.coefficient = coefficient
+        self.initial = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        if self.coefficient:
+            torch._foreach_add_(grads, params, alpha=self.coefficient)
+            torch._foreach_add_(grads, self.initial, alpha=-self.coefficient)
+
+    def state_dict(self) -> dict:
+        return {"initial": [t.clone() for t in self.initial]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for t, saved in zip(self.initial, state["initial"], strict=True):
+            t.copy_(saved)
 
 
 class ShrinkPerturb(Backprop):
@@ -119,18 +167,60 @@ class ShrinkPerturb(Backprop):
 
 
 MethodFactory = Callable[[MethodConfig, list[UnitLayer], Optimizer, torch.Generator], Method]
-METHODS: Registry[MethodFactory] = Registry("method")
-METHODS.add("bp", lambda cfg, layers, opt, gen: Backprop())
-METHODS.add("l2", lambda cfg, layers, opt, gen: L2(cfg.weight_decay))
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    build: MethodFactory
+    default_utility: str | None
+    """The utility used when none is given; None for methods that never reset units."""
+    description: str
+
+
+def _threshold(cfg: MethodConfig, layers, opt, gen) -> ThresholdReset:
+    utility = UTILITIES.get(cfg.utility)
+    return ThresholdReset(layers, utility, opt, cfg.dormant_threshold, cfg.reset_every, gen)
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+METHODS.add("bp", MethodSpec(lambda cfg, layers, opt, gen: Backprop(), None, "plain backprop"))
+METHODS.add(
+    "l2",
+    MethodSpec(lambda cfg, layers, opt, gen: L2(cfg.weight_decay), None, "g += lambda w"),
+)
+METHODS.add(
+    "l2_init",
+    MethodSpec(
+        lambda cfg, layers, opt, gen: L2Init(opt.params, cfg.l2_init),
+        None,
+        "g += lambda (w - w_0) (Kumar et al. 2023)",
+    ),
+)
 METHODS.add(
     "shrink_perturb",
-    lambda cfg, layers, opt, gen: ShrinkPerturb(opt.params, cfg.shrink, cfg.noise_std, gen),
+    MethodSpec(
+        lambda cfg, layers, opt, gen: ShrinkPerturb(opt.params, cfg.shrink, cfg.noise_std, gen),
+        None,
+        "w <- (1 - shrink) w + noise (Ash & Adams 2020)",
+    ),
 )
 METHODS.add(
     "cbp",
-    lambda cfg, layers, opt, gen: ContinualBackprop(
-        layers, UTILITIES.get(cfg.utility), opt, cfg.cbp(), gen
+    MethodSpec(
+        lambda cfg, layers, opt, gen: ContinualBackprop(
+            layers, UTILITIES.get(cfg.utility), opt, cfg.cbp(), gen
+        ),
+        "gxd",
+        "continual backprop: replace the lowest-utility mature units (Algorithm 1)",
     ),
+)
+METHODS.add(
+    "redo",
+    MethodSpec(_threshold, "activation", "reset units with utility/layer mean <= tau (ReDo)"),
+)
+METHODS.add(
+    "regrama",
+    MethodSpec(_threshold, "loss_gradient", "ReDo's rule on gradient magnitude (ReGraMa)"),
 )
 
 
@@ -141,4 +231,4 @@ def build_method(
     generator: torch.Generator,
 ) -> Method:
     """Instantiate the method named by `config` for a model's unit layers and optimizer."""
-    return METHODS.get(config.name)(config, layers, optimizer, generator)
+    return METHODS.get(config.name).build(config, layers, optimizer, generator)

@@ -25,9 +25,11 @@ import torch
 
 from plasticity_core.data.mnist import load_mnist
 from plasticity_core.data.permuted import task_permutation
+from plasticity_core.diagnostics import DEFINITIONS_VERSION, network_diagnostics
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.methods import METHODS, MethodConfig, build_method
 from plasticity_core.models.mlp import MLP, check_architecture
+from plasticity_core.models.units import kaiming_uniform_
 from plasticity_core.optim import check_optimizer, make_optimizer
 from plasticity_core.provenance import code_version, config_hash
 from plasticity_core.step import MLPStep
@@ -52,8 +54,9 @@ class PermutedMNISTConfig:
     norm: str = "none"
     """'none' or 'layer' (Linear -> LayerNorm -> activation)."""
     method: str = _METHOD.name
-    """bp | cbp | l2 | shrink_perturb; the method's fields below are documented in MethodConfig."""
-    utility: str = _METHOD.utility
+    """See `plasticity list methods`; the method's fields below are documented in MethodConfig."""
+    utility: str = ""
+    """'' = the method's default (cbp: gxd, redo: activation, regrama: loss_gradient)."""
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.0
@@ -62,8 +65,18 @@ class PermutedMNISTConfig:
     maturity: int = _METHOD.maturity
     utility_decay: float = _METHOD.utility_decay
     weight_decay: float = _METHOD.weight_decay
+    l2_init: float = _METHOD.l2_init
     shrink: float = _METHOD.shrink
     noise_std: float = _METHOD.noise_std
+    dormant_threshold: float = _METHOD.dormant_threshold
+    """Also the tau of the dormant_fraction diagnostic."""
+    reset_every: int = _METHOD.reset_every
+    head_reset_every: int = 0
+    """Re-initialise the output layer at the start of every k-th task (0 = never);
+    combinable with any method."""
+    probe_size: int = 2000
+    """Examples of the current task's training split the diagnostics are computed on at
+    each task end (0 = no diagnostics)."""
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -74,29 +87,21 @@ class PermutedMNISTConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.seed < 0 or self.permutation_seed < 0:
             raise ConfigError("seed and permutation_seed must be >= 0")
-        self.method_config()
+        if self.head_reset_every < 0 or self.probe_size < 0:
+            raise ConfigError("head_reset_every and probe_size must be >= 0")
+        object.__setattr__(self, "utility", self.method_config().utility)
         check_architecture(self.hidden, self.activation, self.norm)
         check_optimizer(self.optimizer, self.lr, self.momentum)
 
     def method_config(self) -> MethodConfig:
-        return MethodConfig(
-            self.method,
-            self.utility,
-            self.replacement_rate,
-            self.maturity,
-            self.utility_decay,
-            self.weight_decay,
-            self.shrink,
-            self.noise_std,
-        )
+        fields = {f.name for f in dataclasses.fields(MethodConfig)} - {"name"}
+        return MethodConfig(self.method, **{k: getattr(self, k) for k in fields})
 
     def hyperparameters(self) -> dict:
-        """The columns describing the configuration in each row (utility 'none' unless cbp)."""
+        """The columns describing the configuration in each row."""
         params = dataclasses.asdict(self)
         params["hidden"] = ",".join(map(str, self.hidden))
         del params["device"]
-        if self.method != "cbp":
-            params["utility"] = "none"
         return params
 
 
@@ -132,11 +137,13 @@ class PermutedMNIST:
         self.step = MLPStep(self.model, self.method.needs)
         self.task = 0
         self.examples_seen = 0
+        self._grad_norm = torch.zeros((), device=device)
         self._hyperparameters = config.hyperparameters()
         del self._hyperparameters["seed"], self._hyperparameters["tasks"]
         self.config_hash = config_hash(self._hyperparameters)
         if state is not None:
             self.load_state_dict(state)
+        self._counts = self.method.reset_counts() or [0] * len(self.model.unit_layers())
 
     def __iter__(self) -> Iterator[dict]:
         while self.task < self.config.tasks:
@@ -153,12 +160,18 @@ class PermutedMNIST:
         order = order.to(self.x_train.device)
         x, y = self.x_train[order][:, pixels], self.y_train[order]
 
+        if cfg.head_reset_every and self.task and self.task % cfg.head_reset_every == 0:
+            self._reset_head()
         step, method, params = self.step, self.method, self.step.params
         step.reset_accumulators()
+        grad_norm = self._grad_norm.zero_()
+        track = cfg.probe_size > 0
         resets = 0
         for i in range(0, len(y), cfg.batch_size):
             step(x[i : i + cfg.batch_size], y[i : i + cfg.batch_size])
             method.before_step(params, step.grads)
+            if track:
+                grad_norm += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(step.grads)))
             self.optimizer.step(step.grads)
             resets += method.after_step(step.taps)
         n = len(y)
@@ -169,7 +182,7 @@ class PermutedMNIST:
                 f"training loss became {loss} on task {self.task} "
                 f"(lr={cfg.lr}, method={cfg.method}); lower the learning rate"
             )
-        return {
+        row = {
             "experiment": NAME,
             **self._hyperparameters,
             "seed": cfg.seed,
@@ -183,6 +196,33 @@ class PermutedMNIST:
             "config_hash": self.config_hash,
             "code_version": code_version(),
         }
+        if track:
+            steps = math.ceil(n / cfg.batch_size)
+            row.update(self._diagnostics(x[: cfg.probe_size], grad_norm.item() / steps))
+        return row
+
+    def _diagnostics(self, probe: torch.Tensor, grad_norm: float) -> dict:
+        """Diagnostic columns at a task end; their cost is reported as diagnostics_seconds."""
+        start = time.perf_counter()
+        row = network_diagnostics(self.model, probe, self.config.dormant_threshold)
+        row["grad_norm"] = grad_norm
+        counts = self.method.reset_counts() or [0] * len(self.model.unit_layers())
+        fresh = [c - p for c, p in zip(counts, self._counts, strict=True)]
+        row.update({f"resets_l{i}": c for i, c in enumerate(fresh)})
+        self._counts = counts
+        age = getattr(self.method, "age", None)
+        row["mean_age"] = float(age.double().mean()) if age is not None else math.nan
+        row["diagnostics_version"] = DEFINITIONS_VERSION
+        row["diagnostics_seconds"] = time.perf_counter() - start
+        return row
+
+    @torch.no_grad()
+    def _reset_head(self) -> None:
+        head = self.model.head
+        kaiming_uniform_(head.weight, 1.0, self.generator)
+        head.bias.zero_()
+        for param in (head.weight, head.bias):
+            self.optimizer.reset(param, torch.arange(len(param), device=param.device), 0)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> float:
