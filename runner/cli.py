@@ -23,6 +23,7 @@ from plasticity_core.models.mlp import NORMS
 from plasticity_core.optim import OPTIMIZERS
 from plasticity_core.utility import UTILITIES
 from runner.assay import format_tables, write_checkpoint
+from runner.bench import BenchConfig, run_bench
 from runner.results import write_rows
 
 LISTS = {
@@ -124,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe examples (held-out split; 1,000 at most when embedded)",
     )
     assay.add_argument("--reference", default=a.reference, help="calibration | ema")
+
+    b = BenchConfig()
+    bench = sub.add_parser("bench", help="training throughput: the engine vs a plain torch loop")
+    bench.add_argument("--models", type=_names, default=b.models, help="WIDTHxDEPTH, e.g. 256x4")
+    bench.add_argument("--batch-sizes", type=_ints, default=b.batch_sizes, help="e.g. 1,16,64")
+    bench.add_argument(
+        "--variants", type=_names, default=b.variants, help="plain,bp,cbp:<utility>,..."
+    )
+    bench.add_argument("--seconds", type=float, default=b.seconds, help="per timed window")
+    bench.add_argument("--repeats", type=int, default=b.repeats, help="rounds; median kept")
+    bench.add_argument("--threads", type=int, default=b.threads, help="torch threads")
+    bench.add_argument("--device", default=b.device, help="cpu | cuda | cuda:1 ...")
+    bench.add_argument("--json", type=Path, default=None, help="write the records here")
     return parser
 
 
@@ -181,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(LISTS[args.what]()))
         elif args.command == "assay":
             _assay(args)
+        elif args.command == "bench":
+            run_bench(_config(BenchConfig, args), args.json)
         else:
             _run(args)
     except (UsageError, PlasticityError) as err:
