@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plasticity_core.diagnostics import DIAGNOSTICS
 from plasticity_core.errors import PlasticityError
 from plasticity_core.experiments import reset_cost
 from plasticity_core.experiments.permuted_mnist import NAME, PermutedMNISTConfig, run
@@ -28,7 +29,8 @@ from runner.results import write_rows
 
 LISTS = {
     "utilities": lambda: [f"{n:16s}{UTILITIES.get(n).description}" for n in UTILITIES],
-    "methods": METHODS.names,
+    "methods": lambda: [f"{n:16s}{METHODS.get(n).description}" for n in METHODS],
+    "diagnostics": lambda: [f"{n:24s}{text}" for n, text in DIAGNOSTICS.items()],
     "activations": ACTIVATIONS.names,
     "norms": lambda: list(NORMS),
     "optimizers": OPTIMIZERS.names,
@@ -82,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = PermutedMNISTConfig()
     _add_training_options(runp, d)
     runp.add_argument("--method", default=d.method, help=f"one of {METHODS.names()}")
-    runp.add_argument("--utility", default=d.utility, help="cbp's (plasticity list utilities)")
+    runp.add_argument(
+        "--utility", default=d.utility, help="drives cbp/redo/regrama; default: the method's"
+    )
     runp.add_argument("--activation", default=d.activation, help=f"one of {ACTIVATIONS.names()}")
     runp.add_argument("--tasks", type=int, default=d.tasks)
     runp.add_argument("--seed", type=int, default=d.seed)
@@ -94,6 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--weight-decay", type=float, default=d.weight_decay, help="l2 only")
     runp.add_argument("--shrink", type=float, default=d.shrink, help="shrink_perturb only")
     runp.add_argument("--noise-std", type=float, default=d.noise_std, help="shrink_perturb only")
+    runp.add_argument("--l2-init", type=float, default=d.l2_init, help="l2_init only")
+    runp.add_argument(
+        "--dormant-threshold",
+        type=float,
+        default=d.dormant_threshold,
+        help="redo/regrama tau, and the dormant_fraction diagnostic's",
+    )
+    runp.add_argument("--reset-every", type=int, default=d.reset_every, help="redo/regrama steps")
+    runp.add_argument(
+        "--head-reset-every",
+        type=int,
+        default=d.head_reset_every,
+        help="re-initialise the output layer every k tasks (0 = never)",
+    )
+    runp.add_argument(
+        "--probe-size",
+        type=int,
+        default=d.probe_size,
+        help="examples for the task-end diagnostics (0 = none)",
+    )
 
     a = reset_cost.ResetCostConfig()
     assay = sub.add_parser("assay", help="reset-cost assay: utilities vs realized reset shock")

@@ -212,6 +212,9 @@ class PermutedMNIST:
         self._counts = counts
         age = getattr(self.method, "age", None)
         row["mean_age"] = float(age.double().mean()) if age is not None else math.nan
+        for i in range(len(fresh)):
+            sl = self.method.slices[i] if age is not None else None
+            row[f"mean_age_l{i}"] = float(age[sl].double().mean()) if sl else math.nan
         row["diagnostics_version"] = DEFINITIONS_VERSION
         row["diagnostics_seconds"] = time.perf_counter() - start
         return row
