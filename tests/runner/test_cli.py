@@ -148,3 +148,36 @@ def test_list_shows_every_registered_utility(capsys):
         "gxd_all",
         "random",
     ]
+
+
+def test_any_utility_drives_the_redo_rule_from_the_command_line(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "permuted-mnist",
+            "--method",
+            "redo",
+            "--utility",
+            "gxd",
+            "--tasks",
+            "2",
+            "--hidden",
+            "32,32",
+            "--reset-every",
+            "20",
+            "--dormant-threshold",
+            "0.5",
+            "--probe-size",
+            "200",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    rows = pq.read_table(next(tmp_path.glob("permuted-mnist/*.parquet"))).to_pylist()
+    assert {r["method"] for r in rows} == {"redo"} and {r["utility"] for r in rows} == {"gxd"}
+    assert sum(r["resets"] for r in rows) > 0
+    assert all(r["resets"] == r["resets_l0"] + r["resets_l1"] for r in rows)
+    assert main(["list", "diagnostics"]) == 0
+    listed = capsys.readouterr().out
+    assert "effective_rank" in listed and "Roy & Vetterli" in listed
