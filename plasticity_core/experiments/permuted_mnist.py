@@ -210,11 +210,14 @@ class PermutedMNIST:
         fresh = [c - p for c, p in zip(counts, self._counts, strict=True)]
         row.update({f"resets_l{i}": c for i, c in enumerate(fresh)})
         self._counts = counts
-        age = getattr(self.method, "age", None)
-        row["mean_age"] = float(age.double().mean()) if age is not None else math.nan
-        for i in range(len(fresh)):
-            sl = self.method.slices[i] if age is not None else None
-            row[f"mean_age_l{i}"] = float(age[sl].double().mean()) if sl else math.nan
+        age = getattr(self.method, "age", None)  # only CBP tracks unit ages
+        if age is None:
+            ages = [math.nan] * len(fresh)
+            row["mean_age"] = math.nan
+        else:
+            ages = [float(age[sl].double().mean()) for sl in self.method.slices]
+            row["mean_age"] = float(age.double().mean())
+        row.update({f"mean_age_l{i}": a for i, a in enumerate(ages)})
         row["diagnostics_version"] = DEFINITIONS_VERSION
         row["diagnostics_seconds"] = time.perf_counter() - start
         return row
