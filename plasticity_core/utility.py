@@ -60,12 +60,15 @@ def _displacement(u: UtilityInputs) -> torch.Tensor:
 
 def _out_magnitude(u: UtilityInputs) -> torch.Tensor:
     """sum_k |w_out[k, i]| (also over kernel positions): [units]."""
-    return u.w_out.abs().sum(dim=(0, *range(2, u.w_out.ndim)))
+    w = u.w_out.abs()
+    if w.ndim == 2:  # a column sum as a vector-matrix product: about twice as fast on CPU
+        return w.new_ones(w.shape[0]) @ w
+    return w.sum(dim=(0, *range(2, w.ndim)))
 
 
 def _in_magnitude(u: UtilityInputs) -> torch.Tensor:
     """sum_j |w_in[i, j]|: [units]."""
-    return u.w_in.abs().sum(dim=tuple(range(1, u.w_in.ndim)))
+    return u.w_in.abs().sum(dim=1 if u.w_in.ndim == 2 else tuple(range(1, u.w_in.ndim)))
 
 
 def utility(name: str, needs: tuple[str, ...] = (), description: str = ""):
