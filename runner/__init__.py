@@ -1,1 +1,9 @@
-"""Runner layer: results store, command line (and, later, the Ray Tune scheduling)."""
+"""Runner layer: sweep specs, Ray Tune scheduling, the results store and the command line.
+
+    import runner
+    frame = runner.read_results("results/demo")   # every per-task row, one DataFrame
+"""
+
+from runner.results import read_results
+
+__all__ = ["read_results"]

@@ -3,6 +3,10 @@
     plasticity run permuted-mnist --method cbp --utility gxd --activation silu --tasks 50
     plasticity assay --activation relu,silu --seeds 3 --checkpoints 0,2,5
     plasticity list utilities
+    plasticity demo
+    plasticity sweep pmnist-quick --out results
+    plasticity resume results/pmnist-quick
+    plasticity status results/pmnist-quick
 
 Bad input prints one line naming the bad value and what is allowed, and exits with 2.
 """
@@ -26,6 +30,7 @@ from plasticity_core.utility import UTILITIES
 from runner.assay import format_tables, write_checkpoint
 from runner.bench import BenchConfig, run_bench
 from runner.results import write_rows
+from runner.spec import STAGES, load_spec, presets
 
 LISTS = {
     "utilities": lambda: [f"{n:16s}{UTILITIES.get(n).description}" for n in UTILITIES],
@@ -35,6 +40,7 @@ LISTS = {
     "norms": lambda: list(NORMS),
     "optimizers": OPTIMIZERS.names,
     "experiments": lambda: [NAME, reset_cost.NAME],
+    "presets": lambda: [f"{n:22s}{load_spec(n).description}" for n in presets()],
 }
 
 
@@ -70,6 +76,29 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults) -> None:
     parser.add_argument("--data", default=defaults.data, help="embedded | a folder with MNIST/raw")
     parser.add_argument("--device", default=defaults.device, help="cpu | cuda | cuda:1 ...")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+
+
+def _override(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="join a running Ray cluster ('auto' or HOST:6379); default: start one on "
+        "this machine, listening on 127.0.0.1 only",
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="embedded Ray's CPUs")
+    parser.add_argument("--num-gpus", type=int, default=None, help="embedded Ray's GPUs")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1:8265"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +179,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     assay.add_argument("--reference", default=a.reference, help="calibration | ema")
 
+    sweep = sub.add_parser("sweep", help="run a spec's stages on Ray Tune: sweep, select, final")
+    sweep.add_argument("spec", help="a YAML spec file or a preset (plasticity list presets)")
+    sweep.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=_override,
+        metavar="FIELD=VALUE",
+        help="replace a fixed field of the spec, e.g. --set data=/data/mnist (repeatable)",
+    )
+    sweep.add_argument("--out", default="results", help="folder or URI (s3://...) for results")
+    _add_ray_options(sweep)
+
+    resume = sub.add_parser("resume", help="continue an interrupted or failed experiment")
+    resume.add_argument("folder", help="an experiment folder (OUT/NAME) or its URI")
+    _add_ray_options(resume)
+
+    status = sub.add_parser("status", help="trials done/running/failed and tasks saved")
+    status.add_argument("folder", help="an experiment folder (OUT/NAME) or its URI")
+
+    demo = sub.add_parser("demo", help="a small real sweep -> select -> final on embedded MNIST")
+    demo.add_argument("--out", default="results", help="folder or URI for results")
+    _add_ray_options(demo)
+
     b = BenchConfig()
     bench = sub.add_parser("bench", help="training throughput: the engine vs a plain torch loop")
     bench.add_argument("--models", type=_names, default=b.models, help="WIDTHxDEPTH, e.g. 256x4")
@@ -221,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _assay(args)
         elif args.command == "bench":
             run_bench(_config(BenchConfig, args), args.json)
+        elif args.command in ("sweep", "resume", "demo", "status"):
+            from runner import study  # imports Ray: only for the commands that use it
+
+            return getattr(study, args.command)(args)
         else:
             _run(args)
     except (UsageError, PlasticityError) as err:

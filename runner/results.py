@@ -1,31 +1,72 @@
-"""Per-task rows on disk as Parquet, written atomically.
+"""Per-task rows on disk as Parquet, written atomically, and read back as one DataFrame.
 
 A file is rewritten whole through a temporary file and an atomic rename, so a reader (or a
 crash) never sees half a file and a re-run of a trial replaces its rows instead of adding
-duplicates.
+duplicates. A sweep keeps one file per trial in a hive-partitioned dataset:
+
+    EXPERIMENT/rows/stage=sweep/<trial_id>.parquet
+    EXPERIMENT/rows/stage=final/<trial_id>.parquet
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from plasticity_core.errors import DataError
+from runner.storage import Folder
 
-def write_rows(rows: Sequence[dict], path: Path) -> None:
-    """Write `rows` (dicts with the same keys) to the Parquet file `path`, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(list(rows))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+
+def parquet_bytes(rows: Sequence[dict]) -> bytes:
+    """`rows` (dicts with the same keys) as the bytes of one Parquet file."""
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(list(rows)), sink)
+    return sink.getvalue()
+
+
+def write_rows(rows: Sequence[dict], path: str | Path | Folder) -> None:
+    """Write `rows` to the Parquet file `path` (local or URI), atomically."""
+    target = path if isinstance(path, Folder) else Folder(path)
+    target.write_bytes(parquet_bytes(rows))
+
+
+def trial_rows_file(experiment: Folder, stage: str, trial_id: str) -> Folder:
+    return experiment / "rows" / f"stage={stage}" / f"{trial_id}.parquet"
+
+
+def read_table(file: Folder) -> pa.Table:
     try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return pq.read_table(io.BytesIO(file.read_bytes()))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(
+            f"{file} is not a readable Parquet file ({err}); delete it and run "
+            "`plasticity resume` on the experiment to rewrite it from the trial's checkpoint"
+        ) from None
+
+
+def read_results(location: str | Path | Folder, stage: str | None = None) -> pd.DataFrame:
+    """Every per-task row under an experiment folder (or several trials' files) as one
+    DataFrame, sorted by stage, trial and task. Files of different architectures may carry
+    different diagnostic columns; missing ones are NaN/None."""
+    folder = location if isinstance(location, Folder) else Folder(location)
+    rows = folder / "rows"
+    if not folder.exists():
+        raise DataError(f"{folder} does not exist")
+    files = [f for f in rows.files(".parquet") if stage is None or f"/stage={stage}/" in f.path]
+    if not files:
+        return pd.DataFrame()
+    tables = []
+    for file in files:
+        table = read_table(file)
+        partition = file.path.rsplit("/", 2)[-2]
+        if partition.startswith("stage=") and "stage" not in table.column_names:
+            table = table.append_column("stage", pa.array([partition[6:]] * len(table)))
+        tables.append(table)
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    keys = [k for k in ("stage", "trial_id", "task") if k in frame.columns]
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)

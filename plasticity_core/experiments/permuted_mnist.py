@@ -104,6 +104,13 @@ class PermutedMNISTConfig:
         del params["device"]
         return params
 
+    def config_hash(self) -> str:
+        """Names the configuration apart from its seed and length: seeds of one
+        configuration share it, and a longer run of it continues the same curve."""
+        params = self.hyperparameters()
+        del params["seed"], params["tasks"]
+        return config_hash(params)
+
 
 class PermutedMNIST:
     """Iterating yields one row (a dict) per remaining task."""
@@ -140,7 +147,7 @@ class PermutedMNIST:
         self._grad_norm = torch.zeros((), device=device)
         self._hyperparameters = config.hyperparameters()
         del self._hyperparameters["seed"], self._hyperparameters["tasks"]
-        self.config_hash = config_hash(self._hyperparameters)
+        self.config_hash = config.config_hash()
         if state is not None:
             self.load_state_dict(state)
         self._counts = self.method.reset_counts() or [0] * len(self.model.unit_layers())

@@ -1,0 +1,412 @@
+"""Sweep specs: a YAML file (or a packaged preset) validated into frozen dataclasses.
+
+    name: demo                       # the experiment folder under --out
+    experiment: permuted-mnist
+    fixed: {tasks: 10, hidden: [100, 100]}     # config fields shared by every trial
+    grid:                            # a mapping of lists, or a list of such mappings
+      - {method: [bp], lr: [0.01, 0.03]}       # (the union of their products)
+      - {method: [cbp], utility: [contribution, gxd], lr: [0.01, 0.03]}
+    seeds: {sweep: 5, final: 15}     # counts (sweep 0.., final after them) or lists
+    select:
+      metric: accuracy               # a numeric per-task column
+      last_tasks: 0                  # mean over the last K tasks of a trial; 0 = all
+      per: [method, utility, activation, norm]   # one winner per combination
+    resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional (0.25)
+    device: auto                     # auto (cuda when Ray gave the trial a GPU) | cpu | cuda
+    checkpoint_every: 10             # tasks between checkpoints (and always at the end)
+    max_failures: 2                  # retries of a crashed trial within one run
+
+Every problem of a spec is reported at once, each with its YAML path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plasticity_core.errors import ConfigError
+from plasticity_core.experiments import permuted_mnist
+
+CONFIGS: dict[str, type] = {permuted_mnist.NAME: permuted_mnist.PermutedMNISTConfig}
+"""Experiments a sweep can run: name -> config dataclass (its `run` is looked up by name)."""
+RESERVED = {"seed": "seeds", "device": "device"}
+"""Config fields a spec sets elsewhere: field -> the spec key that controls it."""
+STAGES = ("sweep", "select", "final")
+DEVICES = ("auto", "cpu", "cuda")
+METRICS = {"accuracy": "max", "train_accuracy": "max", "loss": "min"}
+"""Per-task columns a selection may rank by, with their natural direction."""
+PRESETS = package_files.files("runner") / "presets"
+
+
+class SpecError(ConfigError):
+    """A spec with problems; `problems` lists each as 'yaml.path: message'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(problems)} {noun}:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Select:
+    metric: str = "accuracy"
+    last_tasks: int = 0
+    """Average the metric over each trial's last K tasks (0 = every task)."""
+    mode: str = "max"
+    per: tuple[str, ...] = ("method", "utility", "activation", "norm")
+    """Config fields whose every combination gets its own winner."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1
+    gpu: float = 0
+
+    def as_ray(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "gpu": self.gpu}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    experiment: str
+    fixed: dict[str, Any]
+    grid: tuple[dict[str, tuple], ...]
+    sweep_seeds: tuple[int, ...]
+    final_seeds: tuple[int, ...]
+    select: Select = Select()
+    resources: Resources = Resources()
+    device: str = "auto"
+    checkpoint_every: int = 10
+    max_failures: int = 2
+    description: str = ""
+
+    @property
+    def config_class(self) -> type:
+        return CONFIGS[self.experiment]
+
+    def configurations(self) -> list[dict[str, Any]]:
+        """The distinct grid points, each as the full set of spec-controlled fields
+        (fixed + grid values), in grid order."""
+        seen, points = set(), []
+        for grid in self.grid:
+            keys = list(grid)
+            for values in itertools.product(*(grid[k] for k in keys)):
+                point = {**self.fixed, **dict(zip(keys, values, strict=True))}
+                marker = repr(sorted(point.items()))
+                if marker not in seen:
+                    seen.add(marker)
+                    points.append(point)
+        return points
+
+    def build(self, params: Mapping[str, Any], seed: int, device: str = "cpu"):
+        """The experiment config of one trial."""
+        return self.config_class(**params, seed=seed, device=device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping that `parse_spec` turns back into an equal spec."""
+        return {
+            "name": self.name,
+            "experiment": self.experiment,
+            "description": self.description,
+            "fixed": {k: _plain(v) for k, v in self.fixed.items()},
+            "grid": [{k: [_plain(v) for v in vs] for k, vs in g.items()} for g in self.grid],
+            "seeds": {"sweep": list(self.sweep_seeds), "final": list(self.final_seeds)},
+            "select": {**dataclasses.asdict(self.select), "per": list(self.select.per)},
+            "resources": dataclasses.asdict(self.resources),
+            "device": self.device,
+            "checkpoint_every": self.checkpoint_every,
+            "max_failures": self.max_failures,
+        }
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def presets() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in PRESETS.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(spec: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """A spec from a YAML file path or a preset name (`plasticity list presets`);
+    `overrides` replace or add `fixed` fields (e.g. {"data": "/data/mnist"})."""
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"spec file {path} does not exist")
+        text, source = path.read_text(), str(path)
+    else:
+        preset = PRESETS / f"{spec}.yaml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"{spec!r} is neither a spec file nor a preset; presets: {', '.join(presets())}"
+            )
+        text, source = preset.read_text(), f"preset {spec}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    if overrides and isinstance(data, dict):
+        data["fixed"] = {**(data.get("fixed") or {}), **overrides}
+    return parse_spec(data, source)
+
+
+def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
+    """Validate a loaded YAML document; raises SpecError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise SpecError(source, [f"(top): expected a mapping, got {type(data).__name__}"])
+    known = {
+        "name", "experiment", "description", "fixed", "grid", "seeds", "select",
+        "resources", "device", "checkpoint_every", "max_failures",
+    }  # fmt: skip
+    problems += [f"{k}: unknown key; allowed: {', '.join(sorted(known))}" for k in data
+                 if k not in known]  # fmt: skip
+
+    name = data.get("name")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        problems.append(f"name: expected a folder name, got {name!r}")
+    experiment = data.get("experiment")
+    if experiment not in CONFIGS:
+        problems.append(f"experiment: {experiment!r} cannot be swept; choose from {list(CONFIGS)}")
+        raise SpecError(source, problems)  # nothing else can be checked without it
+    config_class = CONFIGS[experiment]
+    types = _field_types(config_class)
+
+    fixed = _parse_params(data.get("fixed", {}), "fixed", types, problems, as_list=False)
+    raw_grid = data.get("grid")
+    if isinstance(raw_grid, dict):
+        raw_grid = [raw_grid]
+    grid: list[dict[str, tuple]] = []
+    if not isinstance(raw_grid, list) or not raw_grid:
+        problems.append("grid: expected a mapping of lists, or a non-empty list of them")
+    else:
+        for i, g in enumerate(raw_grid):
+            path = f"grid[{i}]" if len(raw_grid) > 1 else "grid"
+            grid.append(_parse_params(g, path, types, problems, as_list=True))
+            problems += [f"{path}.{k}: also set in fixed" for k in grid[-1] if k in fixed]
+
+    sweep_seeds, final_seeds = _parse_seeds(data.get("seeds", {}), problems)
+    raw_select = data.get("select", {})
+    select = _parse_section(raw_select, "select", Select, problems)
+    if select is not None:
+        select = _check_select(select, "mode" in raw_select, types, problems)
+    res = _parse_section(data.get("resources", {}), "resources", Resources, problems)
+    if res is not None:
+        if not res.cpu > 0:
+            problems.append(f"resources.cpu: must be > 0, got {res.cpu}")
+        if res.gpu < 0 or (res.gpu > 1 and res.gpu != int(res.gpu)):
+            problems.append(f"resources.gpu: a fraction <= 1 or a whole number, got {res.gpu}")
+    device = data.get("device", "auto")
+    if device not in DEVICES:
+        problems.append(f"device: {device!r}; choose from {', '.join(DEVICES)}")
+    elif device == "cuda" and res is not None and res.gpu == 0:
+        problems.append("device: cuda needs resources.gpu > 0 so Ray reserves a GPU")
+    every = _int(data.get("checkpoint_every", 10), "checkpoint_every", problems, minimum=1)
+    failures = _int(data.get("max_failures", 2), "max_failures", problems, minimum=0)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append("description: expected text")
+
+    if not problems:
+        spec = SweepSpec(
+            name=name, experiment=experiment, fixed=fixed, grid=tuple(grid),
+            sweep_seeds=sweep_seeds, final_seeds=final_seeds, select=select,
+            resources=res, device=device, checkpoint_every=every, max_failures=failures,
+            description=description,
+        )  # fmt: skip
+        _check_values(spec, problems)
+        if not problems:
+            return spec
+    raise SpecError(source, problems)
+
+
+def _field_types(config_class: type) -> dict[str, type]:
+    """Field -> the Python type of its default (int, float, str, bool or tuple)."""
+    return {
+        f.name: type(f.default)
+        for f in dataclasses.fields(config_class)
+        if f.default is not dataclasses.MISSING
+    }
+
+
+def _parse_params(raw, path, types, problems, *, as_list: bool) -> dict:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a mapping of config fields")
+        return {}
+    params = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}"
+        if key in RESERVED:
+            problems.append(f"{where}: set by '{RESERVED[key]}', not here")
+        elif key not in types:
+            problems.append(f"{where}: not a field of the experiment's config")
+        elif as_list:
+            if not isinstance(value, list) or not value:
+                problems.append(f"{where}: expected a non-empty list of values")
+                continue
+            coerced = [_coerce(v, types[key], f"{where}[{j}]", problems) for j, v in enumerate(value)]
+            params[key] = tuple(coerced)
+        else:
+            params[key] = _coerce(value, types[key], where, problems)
+    return params
+
+
+def _coerce(value: Any, kind: type, where: str, problems: list[str]) -> Any:
+    """YAML value -> the field's type; YAML 1.1 reads '1e-4' as text, so floats parse text."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    return number
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list) and items:
+            try:
+                return tuple(int(v) for v in items)
+            except (TypeError, ValueError):
+                pass
+    problems.append(f"{where}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {tuple: "a list of integers", float: "a number", int: "an integer"}.get(
+        kind, kind.__name__
+    )
+
+
+def _int(value, where, problems, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        problems.append(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _parse_seeds(raw, problems) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if not isinstance(raw, dict):
+        problems.append("seeds: expected {sweep: N or [..], final: N or [..]}")
+        return (), ()
+    problems += [f"seeds.{k}: unknown key; allowed: final, sweep" for k in raw
+                 if k not in ("sweep", "final")]  # fmt: skip
+    stages = {}
+    start = 0
+    for stage, default in (("sweep", 5), ("final", 15)):
+        value = raw.get(stage, default)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            seeds = tuple(range(start, start + value))
+        elif (
+            isinstance(value, list)
+            and value
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+            and len(set(value)) == len(value)
+        ):
+            seeds = tuple(value)
+        else:
+            problems.append(
+                f"seeds.{stage}: expected a count >= 1 or a list of distinct seeds >= 0, "
+                f"got {value!r}"
+            )
+            seeds = ()
+        stages[stage] = seeds
+        start = max(seeds, default=-1) + 1
+    shared = sorted(set(stages["sweep"]) & set(stages["final"]))
+    if shared:
+        problems.append(
+            f"seeds.final: {shared} also in seeds.sweep; final seeds must be new "
+            "so the reported runs are independent of the selection"
+        )
+    return stages["sweep"], stages["final"]
+
+
+def _parse_section(raw, path, cls, problems):
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a mapping")
+        return None
+    types = _field_types(cls)
+    values, ok = {}, True
+    for key, value in raw.items():
+        if key not in types:
+            problems.append(f"{path}.{key}: unknown key; allowed: {', '.join(types)}")
+            ok = False
+        elif key == "per":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                problems.append(f"{path}.per: expected a list of config field names")
+                ok = False
+            else:
+                values[key] = tuple(value)
+        else:
+            before = len(problems)
+            values[key] = _coerce(value, types[key], f"{path}.{key}", problems)
+            ok &= len(problems) == before
+    return cls(**values) if ok else None
+
+
+def _check_select(select: Select, explicit_mode: bool, types, problems) -> Select:
+    if select.metric not in METRICS:
+        problems.append(f"select.metric: {select.metric!r}; choose from {', '.join(METRICS)}")
+        return select
+    if not explicit_mode:
+        select = dataclasses.replace(select, mode=METRICS[select.metric])
+    if select.mode not in ("max", "min"):
+        problems.append(f"select.mode: {select.mode!r}; choose max or min")
+    if select.last_tasks < 0:
+        problems.append(f"select.last_tasks: must be >= 0, got {select.last_tasks}")
+    problems += [f"select.per: {k!r} is not a config field" for k in select.per if k not in types]
+    return select
+
+
+def _check_values(spec: SweepSpec, problems: list[str]) -> None:
+    """Each value alone, then each combination, through the experiment's own validation."""
+    for i, grid in enumerate(spec.grid):
+        path = f"grid[{i}]" if len(spec.grid) > 1 else "grid"
+        for key, values in grid.items():
+            for j, value in enumerate(values):
+                try:
+                    spec.build({**spec.fixed, key: value}, seed=0)
+                except ConfigError as err:
+                    problems.append(f"{path}.{key}[{j}]: {err}")
+    if problems:
+        return
+    try:
+        spec.build(spec.fixed, seed=0)
+    except ConfigError as err:
+        problems.append(f"fixed: {err}")
+        return
+    seen = set()
+    for point in spec.configurations():
+        try:
+            spec.build(point, seed=0)
+        except ConfigError as err:
+            if str(err) not in seen:
+                seen.add(str(err))
+                problems.append(f"grid: the combination {point} is invalid: {err}")
+
+
+__all__ = ["STAGES", "Resources", "Select", "SpecError", "SweepSpec", "load_spec", "presets"]
