@@ -1,7 +1,7 @@
 """Runner layer: sweep specs, Ray Tune scheduling, the results store and the command line.
 
-    import runner
-    frame = runner.read_results("results/demo")   # every per-task row, one DataFrame
+import runner
+frame = runner.read_results("results/demo")   # every per-task row, one DataFrame
 """
 
 from runner.results import read_results

@@ -139,9 +139,9 @@ def format_selection(selection: Selection, spec: SweepSpec) -> str:
         per + ["score"], ascending=[True] * len(per) + [spec.select.mode == "min"], kind="stable"
     )
     tuned = [c for c in table.columns if c not in per and c not in _SUMMARY]
-    lines = [f"selection by {spec.select.metric} ({spec.select.mode}, "
-             f"{'all tasks' if not spec.select.last_tasks else f'last {spec.select.last_tasks} tasks'}"
-             f", mean over seeds):"]  # fmt: skip
+    last = spec.select.last_tasks
+    span = f"last {last} tasks" if last else "all tasks"
+    lines = [f"selection by {spec.select.metric} ({spec.select.mode}, {span}, mean over seeds):"]
     for _, row in shown.iterrows():
         mark = "*" if row["selected"] else " "
         group = " ".join(f"{row[k]}" for k in per)

@@ -257,8 +257,9 @@ def _parse_params(raw, path, types, problems, *, as_list: bool) -> dict:
             if not isinstance(value, list) or not value:
                 problems.append(f"{where}: expected a non-empty list of values")
                 continue
-            coerced = [_coerce(v, types[key], f"{where}[{j}]", problems) for j, v in enumerate(value)]
-            params[key] = tuple(coerced)
+            params[key] = tuple(
+                _coerce(v, types[key], f"{where}[{j}]", problems) for j, v in enumerate(value)
+            )
         else:
             params[key] = _coerce(value, types[key], where, problems)
     return params

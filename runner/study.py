@@ -44,7 +44,8 @@ def demo(args: argparse.Namespace) -> int:
         print("\nfinal runs: test accuracy averaged over the tasks of each seed")
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
         print(f"\nper-task rows: {folder / 'rows'} (one Parquet file per trial)")
-        print(f"read them with: python -c \"import runner; print(runner.read_results('{folder}'))\"")
+        reader = f"import runner; print(runner.read_results('{folder}'))"
+        print(f'read them with: python -c "{reader}"')
     return code
 
 

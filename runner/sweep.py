@@ -118,9 +118,7 @@ def run_tune_stage(spec: SweepSpec, folder: Folder, stage: str, printer=print) -
         tuner = tune.Tuner(
             _trainable(spec),
             param_space={"trial": tune.grid_search(trials)},
-            tune_config=tune.TuneConfig(
-                reuse_actors=True, trial_dirname_creator=_trial_dirname
-            ),
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
                 name=stage,
                 storage_path=folder.uri,

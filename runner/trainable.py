@@ -68,9 +68,7 @@ def train_trial(config: dict[str, Any]) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = trial_device(config["device"])
-    experiment_config = CONFIGS[config["experiment"]](
-        **config["params"], seed=seed, device=device
-    )
+    experiment_config = CONFIGS[config["experiment"]](**config["params"], seed=seed, device=device)
     info = {
         "trial_id": config["trial_id"],
         "stage": config["stage"],
