@@ -68,8 +68,8 @@ class Select:
 
 @dataclass(frozen=True)
 class Resources:
-    cpu: float = 1
-    gpu: float = 0
+    cpu: float = 1.0
+    gpu: float = 0.0
 
     def as_ray(self) -> dict[str, float]:
         return {"cpu": self.cpu, "gpu": self.gpu}
