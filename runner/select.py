@@ -40,11 +40,17 @@ class Selection:
                 "last_tasks": select.last_tasks,
                 "mode": select.mode,
                 "per": list(select.per),
-                "choices": self.choices,
+                "choices": [_no_nan(c) for c in self.choices],
             },
             indent=1,
             default=_plain,
+            allow_nan=False,
         )
+
+
+def _no_nan(choice: dict) -> dict:
+    """NaN (an SE from one seed) is not JSON: written as null."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in choice.items()}
 
 
 def _plain(value):

@@ -95,18 +95,24 @@ class SweepSpec:
         return CONFIGS[self.experiment]
 
     def configurations(self) -> list[dict[str, Any]]:
-        """The distinct grid points, each as the full set of spec-controlled fields
-        (fixed + grid values), in grid order."""
+        """The distinct configurations, each as the full set of spec-controlled fields
+        (fixed + grid values), in grid order. Two grid points that make the same experiment
+        config (e.g. utility '' and the method's default) are one configuration."""
         seen, points = set(), []
-        for grid in self.grid:
-            keys = list(grid)
-            for values in itertools.product(*(grid[k] for k in keys)):
-                point = {**self.fixed, **dict(zip(keys, values, strict=True))}
-                marker = repr(sorted(point.items()))
-                if marker not in seen:
-                    seen.add(marker)
-                    points.append(point)
+        for point in self.points():
+            marker = self.build(point, seed=0).config_hash()
+            if marker not in seen:
+                seen.add(marker)
+                points.append(point)
         return points
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every grid point (fixed + grid values), unvalidated, in grid order."""
+        return [
+            {**self.fixed, **dict(zip(grid, values, strict=True))}
+            for grid in self.grid
+            for values in itertools.product(*grid.values())
+        ]
 
     def build(self, params: Mapping[str, Any], seed: int, device: str = "cpu"):
         """The experiment config of one trial."""
@@ -193,6 +199,8 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     else:
         for i, g in enumerate(raw_grid):
             path = f"grid[{i}]" if len(raw_grid) > 1 else "grid"
+            if isinstance(g, dict) and not g:
+                problems.append(f"{path}: empty; give at least one field with a list of values")
             grid.append(_parse_params(g, path, types, problems, as_list=True))
             problems += [f"{path}.{k}: also set in fixed" for k in grid[-1] if k in fixed]
 
@@ -218,6 +226,7 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     if not isinstance(description, str):
         problems.append("description: expected text")
 
+    _check_each_value(config_class, fixed, grid, problems)
     if not problems:
         spec = SweepSpec(
             name=name, experiment=experiment, fixed=fixed, grid=tuple(grid),
@@ -225,7 +234,7 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
             resources=res, device=device, checkpoint_every=every, max_failures=failures,
             description=description,
         )  # fmt: skip
-        _check_values(spec, problems)
+        _check_combinations(spec, problems)
         if not problems:
             return spec
     raise SpecError(source, problems)
@@ -265,6 +274,10 @@ def _parse_params(raw, path, types, problems, *, as_list: bool) -> dict:
     return params
 
 
+_BAD = object()
+"""What `_coerce` returns for a value it could not convert (the problem is recorded)."""
+
+
 def _coerce(value: Any, kind: type, where: str, problems: list[str]) -> Any:
     """YAML value -> the field's type; YAML 1.1 reads '1e-4' as text, so floats parse text."""
     if kind is bool:
@@ -295,7 +308,7 @@ def _coerce(value: Any, kind: type, where: str, problems: list[str]) -> Any:
             except (TypeError, ValueError):
                 pass
     problems.append(f"{where}: expected {_kind_name(kind)}, got {value!r}")
-    return value
+    return _BAD
 
 
 def _kind_name(kind: type) -> str:
@@ -383,31 +396,35 @@ def _check_select(select: Select, explicit_mode: bool, types, problems) -> Selec
     return select
 
 
-def _check_values(spec: SweepSpec, problems: list[str]) -> None:
-    """Each value alone, then each combination, through the experiment's own validation."""
-    for i, grid in enumerate(spec.grid):
-        path = f"grid[{i}]" if len(spec.grid) > 1 else "grid"
-        for key, values in grid.items():
-            for j, value in enumerate(values):
-                try:
-                    spec.build({**spec.fixed, key: value}, seed=0)
-                except ConfigError as err:
-                    problems.append(f"{path}.{key}[{j}]: {err}")
-    if problems:
-        return
-    try:
-        spec.build(spec.fixed, seed=0)
-    except ConfigError as err:
-        problems.append(f"fixed: {err}")
-        return
+def _check_each_value(config_class, fixed, grid, problems: list[str]) -> None:
+    """Each well-typed value alone through the experiment's own validation (unknown names,
+    out-of-range numbers), so these are reported along with every structural problem."""
+    candidates = [(f"fixed.{k}", k, v) for k, v in fixed.items()]
+    for i, entry in enumerate(grid):
+        path = f"grid[{i}]" if len(grid) > 1 else "grid"
+        candidates += [
+            (f"{path}.{k}[{j}]", k, v) for k, values in entry.items() for j, v in enumerate(values)
+        ]
+    for where, key, value in candidates:
+        if value is _BAD:
+            continue
+        try:
+            config_class(**{key: value}, seed=0)
+        except ConfigError as err:
+            problems.append(f"{where}: {err}")
+
+
+def _check_combinations(spec: SweepSpec, problems: list[str]) -> None:
+    """Values that are fine alone but not together (e.g. an optimizer and its momentum)."""
     seen = set()
-    for point in spec.configurations():
+    for point in [spec.fixed, *spec.points()]:
         try:
             spec.build(point, seed=0)
         except ConfigError as err:
             if str(err) not in seen:
                 seen.add(str(err))
-                problems.append(f"grid: the combination {point} is invalid: {err}")
+                where = "fixed" if point is spec.fixed else f"grid: the combination {point}"
+                problems.append(f"{where}: {err}")
 
 
 __all__ = ["STAGES", "Resources", "Select", "SpecError", "SweepSpec", "load_spec", "presets"]

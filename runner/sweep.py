@@ -107,7 +107,8 @@ def trial_records(folder: Folder, stage: str) -> dict[str, dict]:
 def run_tune_stage(spec: SweepSpec, folder: Folder, stage: str, printer=print) -> int:
     stage_folder = folder / stage
     progress = Progress(stage, printer)
-    if tune.Tuner.can_restore(stage_folder.uri):
+    restored = tune.Tuner.can_restore(stage_folder.uri)
+    if restored:
         tuner = tune.Tuner.restore(
             stage_folder.uri, trainable=_trainable(spec), resume_errored=True
         )
@@ -136,7 +137,28 @@ def run_tune_stage(spec: SweepSpec, folder: Folder, stage: str, printer=print) -
         if result.error is not None:
             failed += 1
     progress.summary(results)
+    if not restored:
+        _report_utilisation(folder, stage, progress, printer)
     return failed
+
+
+def _report_utilisation(folder: Folder, stage: str, progress: Progress, printer) -> None:
+    """Task time summed over trials against wall time x CPUs: what Ray's scheduling,
+    process start-up and checkpointing leave of the machine."""
+    import ray
+
+    rows = read_results(folder, stage=stage)
+    if not len(rows):
+        return
+    busy = float(rows["seconds"].sum())
+    if "diagnostics_seconds" in rows:
+        busy += float(rows["diagnostics_seconds"].fillna(0).sum())
+    wall = time.monotonic() - progress.start
+    cpus = ray.cluster_resources().get("CPU", 1)
+    printer(
+        f"[{stage}] task time {busy:.1f} s in {wall:.1f} s wall on {cpus:g} CPUs: "
+        f"{busy / (wall * cpus):.0%} of the CPUs' time"
+    )
 
 
 def _trainable(spec: SweepSpec):
@@ -189,6 +211,14 @@ class Progress(tune.Callback):
 
     def setup(self, **info) -> None:  # also runs after a restore
         self.setup_time()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into tuner.pkl; the printer stays with this process
+        # (a restored run prints with print()).
+        return {k: v for k, v in self.__dict__.items() if k != "printer"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, printer=print)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if time.monotonic() - self.last >= self.interval:

@@ -77,6 +77,7 @@ def train_trial(config: dict[str, Any]) -> None:
         "tasks": experiment_config.tasks,
         "status": "running",
         "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
         "device": device,
         "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
     }

@@ -45,9 +45,7 @@ def _run(tmp_path, name: str, printed: list, **spec_fields):
 def test_gpu_trials_run_on_the_gpu_node_and_cpu_trials_elsewhere(two_nodes, tmp_path):
     gpu_node, head_node = two_nodes
     printed: list[str] = []
-    failed, uri = _run(
-        tmp_path, "on-gpu", printed, resources={"cpu": 1, "gpu": 0.5}, device="cpu"
-    )
+    failed, uri = _run(tmp_path, "on-gpu", printed, resources={"cpu": 1, "gpu": 0.5}, device="cpu")
     assert failed == 0
     records = _records(uri, "on-gpu")
     assert len(records) == 2

@@ -127,6 +127,25 @@ def test_raised_and_killed_trials_resume_to_the_uninterrupted_rows(
     )
 
 
+def test_reused_worker_processes_give_the_same_rows_as_fresh_ones(clean_run, tmp_path):
+    spec, clean_folder = clean_run
+    spec_file = write_spec(
+        tmp_path, "reuse", fixed={"tasks": 2}, grid={"lr": [0.01, 0.02, 0.03, 0.05]}
+    )
+    assert main(["sweep", str(spec_file), "--stage", "sweep", "--out", str(tmp_path)]) == 0
+    records = [json.loads(f.read_text()) for f in (tmp_path / "reuse" / "trials").rglob("*.json")]
+    assert len(records) == 4
+    assert len({r["pid"] for r in records}) <= 2, "4 trials on 2 CPUs reuse 2 processes"
+    # A configuration's seed gives the same first tasks whichever process ran it before.
+    rows = read_results(tmp_path / "reuse")
+    reference = read_results(clean_folder, stage="sweep")
+    reference = reference[reference["task"] < 2]
+    shared = rows[rows["trial_id"].isin(reference["trial_id"])].reset_index(drop=True)
+    assert len(shared) == 4
+    columns = ["trial_id", "task", "accuracy", "loss", "resets"]
+    pd.testing.assert_frame_equal(shared[columns], reference[columns].reset_index(drop=True))
+
+
 def test_a_corrupt_rows_file_is_named_and_the_others_stay_readable(clean_run, tmp_path):
     _, folder = clean_run
     copy = tmp_path / "copy"
