@@ -205,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="results", help="folder or URI for results")
     _add_ray_options(demo)
 
+    dash = sub.add_parser("dashboard", help="one offline HTML page of Plotly views of results")
+    dash.add_argument("folders", nargs="+", help="experiment or results folders (or URIs)")
+    dash.add_argument("--out", default=None, help="HTML file (default: FOLDER/dashboard.html)")
+    dash.add_argument("--serve", action="store_true", help="also serve it on 127.0.0.1")
+    dash.add_argument("--port", type=int, default=8050, help="port for --serve")
+
     b = BenchConfig()
     bench = sub.add_parser("bench", help="training throughput: the engine vs a plain torch loop")
     bench.add_argument("--models", type=_names, default=b.models, help="WIDTHxDEPTH, e.g. 256x4")
@@ -267,6 +273,19 @@ def _run(args: argparse.Namespace) -> None:
         )
 
 
+def _dashboard(args: argparse.Namespace) -> None:
+    from runner.dashboard import serve, write_dashboard
+    from runner.storage import is_uri
+
+    first = args.folders[0]
+    out = args.out or ("dashboard.html" if is_uri(first) else str(Path(first) / "dashboard.html"))
+    path = write_dashboard(args.folders, out)
+    size = path.stat().st_size if path.exists() else 0
+    print(f"dashboard: {path} ({size / 1e6:.1f} MB, works offline)")
+    if args.serve:
+        serve(path, args.port)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -276,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _assay(args)
         elif args.command == "bench":
             run_bench(_config(BenchConfig, args), args.json)
+        elif args.command == "dashboard":
+            _dashboard(args)
         elif args.command in ("sweep", "resume", "demo", "status"):
             from runner import study  # imports Ray: only for the commands that use it
 

@@ -7,12 +7,52 @@ tasks completed come from the rows and trial records the runner collected.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+import pandas as pd
 from ray.tune import ExperimentAnalysis
 
 from runner.results import read_results
 from runner.storage import Folder
 from runner.sweep import load_folder_spec, trial_records
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    stage: str
+    trials: int
+    done: int
+    running: int
+    pending: int
+    failed: int
+    diverged: int
+    seeds: int
+    tasks_saved: int
+    tasks_planned: int
+
+
+def stage_status(folder: Folder, stage: str, rows: pd.DataFrame) -> StageStatus | None:
+    """Counts for one Tune stage of an experiment folder; None if it never started."""
+    if not (folder / stage / "tuner.pkl").exists():
+        return None
+    analysis = ExperimentAnalysis((folder / stage).uri)
+    states: dict[str, int] = {}
+    for trial in analysis.trials:
+        states[trial.status] = states.get(trial.status, 0) + 1
+    records = trial_records(folder, stage)
+    stage_rows = rows[rows["stage"] == stage] if len(rows) else rows
+    return StageStatus(
+        stage=stage,
+        trials=len(analysis.trials),
+        done=states.get("TERMINATED", 0),
+        running=states.get("RUNNING", 0),
+        pending=states.get("PENDING", 0),
+        failed=states.get("ERROR", 0),
+        diverged=sum(r["status"] == "diverged" for r in records.values()),
+        seeds=len({trial.config["trial"]["seed"] for trial in analysis.trials}),
+        tasks_saved=len(stage_rows),
+        tasks_planned=sum(trial.config["trial"]["tasks"] for trial in analysis.trials),
+    )
 
 
 def experiment_status(folder: Folder) -> list[str]:
@@ -21,28 +61,19 @@ def experiment_status(folder: Folder) -> list[str]:
     rows = read_results(folder)
     for stage in ("sweep", "select", "final"):
         if stage == "select":
-            done = (folder / "selection.json").exists()
-            if done:
+            if (folder / "selection.json").exists():
                 choices = json.loads((folder / "selection.json").read_text())["choices"]
                 lines.append(f"  select: {len(choices)} configurations chosen (selection.csv)")
             else:
                 lines.append("  select: not run")
             continue
-        if not (folder / stage / "tuner.pkl").exists():
+        s = stage_status(folder, stage, rows)
+        if s is None:
             lines.append(f"  {stage}: not started")
             continue
-        analysis = ExperimentAnalysis((folder / stage).uri)
-        states: dict[str, int] = {}
-        for trial in analysis.trials:
-            states[trial.status] = states.get(trial.status, 0) + 1
-        records = trial_records(folder, stage)
-        diverged = sum(r["status"] == "diverged" for r in records.values())
-        planned = sum(trial.config["trial"]["tasks"] for trial in analysis.trials)
-        stage_rows = int((rows["stage"] == stage).sum()) if len(rows) else 0
         lines.append(
-            f"  {stage}: {len(analysis.trials)} trials: {states.get('TERMINATED', 0)} done "
-            f"({diverged} diverged), {states.get('RUNNING', 0)} running, "
-            f"{states.get('PENDING', 0)} pending, {states.get('ERROR', 0)} failed; "
-            f"tasks saved {stage_rows}/{planned}"
+            f"  {stage}: {s.trials} trials: {s.done} done ({s.diverged} diverged), "
+            f"{s.running} running, {s.pending} pending, {s.failed} failed; "
+            f"tasks saved {s.tasks_saved}/{s.tasks_planned}"
         )
     return lines
