@@ -198,8 +198,36 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("folder", help="an experiment folder (OUT/NAME) or its URI")
     _add_ray_options(resume)
 
-    status = sub.add_parser("status", help="trials done/running/failed and tasks saved")
-    status.add_argument("folder", help="an experiment folder (OUT/NAME) or its URI")
+    status = sub.add_parser("status", help="trials done/running/failed; jobs on a cluster")
+    status.add_argument("folder", nargs="?", help="an experiment folder (OUT/NAME) or its URI")
+    status.add_argument("--address", help="a cluster's Jobs API, e.g. http://127.0.0.1:8265")
+    status.add_argument("--job", help="one job id (with --address)")
+
+    submit = sub.add_parser("submit", help="send a sweep to a Ray cluster (Jobs API)")
+    submit.add_argument("spec", help="a YAML spec file or a preset")
+    submit.add_argument("--address", required=True, help="Jobs API, e.g. http://127.0.0.1:8265")
+    submit.add_argument(
+        "--storage", required=True, help="results location every node sees: s3://bucket/prefix"
+    )
+    submit.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    submit.add_argument(
+        "--set", dest="overrides", action="append", default=[], type=_override,
+        metavar="FIELD=VALUE", help="replace a fixed field of the spec (repeatable)",
+    )  # fmt: skip
+
+    logs = sub.add_parser("logs", help="the log of a submitted job")
+    logs.add_argument("job", help="the job id printed by `plasticity submit`")
+    logs.add_argument("--address", required=True, help="Jobs API, e.g. http://127.0.0.1:8265")
+
+    plan = sub.add_parser("plan", help="trials, tasks and compute of a spec, without running")
+    plan.add_argument("spec", help="a YAML spec file or a preset")
+    plan.add_argument("--cluster", help="a cluster-launcher YAML: wall time on its max workers")
+    plan.add_argument("--workers", type=int, help="wall time on this many worker nodes")
+    plan.add_argument("--bench", help="a `plasticity bench --json` file measured on the workers")
+    plan.add_argument(
+        "--set", dest="overrides", action="append", default=[], type=_override,
+        metavar="FIELD=VALUE", help="replace a fixed field of the spec (repeatable)",
+    )  # fmt: skip
 
     demo = sub.add_parser("demo", help="a small real sweep -> select -> final on embedded MNIST")
     demo.add_argument("--out", default="results", help="folder or URI for results")
@@ -286,6 +314,17 @@ def _dashboard(args: argparse.Namespace) -> None:
         serve(path, args.port)
 
 
+def _cluster_command(args: argparse.Namespace, submit) -> None:
+    if args.command == "logs":
+        print(submit.job_logs(args.address, args.job), end="")
+        return
+    spec = load_spec(args.spec, dict(args.overrides))
+    job = submit.submit(spec, args.address, args.storage, args.stage)
+    print(f"submitted {spec.name} as job {job}; results: {args.storage.rstrip('/')}/{spec.name}")
+    print(f"watch: plasticity status --address {args.address} --job {job}")
+    print(f"log:   plasticity logs {job} --address {args.address}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -297,6 +336,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_bench(_config(BenchConfig, args), args.json)
         elif args.command == "dashboard":
             _dashboard(args)
+        elif args.command in ("submit", "logs"):
+            from runner import submit
+
+            _cluster_command(args, submit)
+        elif args.command == "plan":
+            from runner.plan import plan_lines
+
+            spec = load_spec(args.spec, dict(args.overrides))
+            print("\n".join(plan_lines(spec, args.cluster, args.workers, args.bench)))
         elif args.command in ("sweep", "resume", "demo", "status"):
             from runner import study  # imports Ray: only for the commands that use it
 

@@ -70,9 +70,16 @@ class Select:
 class Resources:
     cpu: float = 1.0
     gpu: float = 0.0
+    accelerator: str = ""
+    """A GPU model the trial must run on, e.g. A10G: requested as a custom Ray resource of
+    that name in the trial's GPU share, which cluster/ declares on its GPU nodes, so the
+    autoscaler starts the right worker type."""
 
     def as_ray(self) -> dict[str, float]:
-        return {"cpu": self.cpu, "gpu": self.gpu}
+        resources = {"cpu": self.cpu, "gpu": self.gpu}
+        if self.accelerator:
+            resources[self.accelerator] = self.gpu
+        return resources
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,11 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
             problems.append(f"resources.cpu: must be > 0, got {res.cpu}")
         if res.gpu < 0 or (res.gpu > 1 and res.gpu != int(res.gpu)):
             problems.append(f"resources.gpu: a fraction <= 1 or a whole number, got {res.gpu}")
+        if res.accelerator and (not res.accelerator.isidentifier() or res.gpu <= 0):
+            problems.append(
+                f"resources.accelerator: {res.accelerator!r} needs resources.gpu > 0 and a "
+                "name like A10G (the custom resource the cluster's GPU nodes declare)"
+            )
     device = data.get("device", "auto")
     if device not in DEVICES:
         problems.append(f"device: {device!r}; choose from {', '.join(DEVICES)}")

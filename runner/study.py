@@ -28,7 +28,14 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    print("\n".join(experiment_status(Folder(args.folder))))
+    if args.folder is None and args.address is None:
+        raise ConfigError("give an experiment folder, or --address of a cluster's Jobs API")
+    if args.address:
+        from runner.submit import job_status_lines
+
+        print("\n".join(job_status_lines(args.address, args.job)))
+    if args.folder:
+        print("\n".join(experiment_status(Folder(args.folder))))
     return 0
 
 
@@ -60,10 +67,13 @@ def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Name
 def _check_resources(spec: SweepSpec, resources: dict[str, float], embedded: bool) -> None:
     """Trials asking for more than any node has would wait forever: refuse them now."""
     need = spec.resources
+    wanted = [("CPU", need.cpu), ("GPU", need.gpu)]
+    if need.accelerator:
+        wanted.append((need.accelerator, need.gpu))
     missing = [
-        f"{need_value:g} {name.lower()}"
-        for name, need_value in (("CPU", need.cpu), ("GPU", need.gpu))
-        if need_value and resources.get(name, 0) < need_value
+        f"{value:g} {name if name == need.accelerator else name.lower()}"
+        for name, value in wanted
+        if value and resources.get(name, 0) < value
     ]
     if not missing:
         return
