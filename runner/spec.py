@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources as package_files
@@ -151,10 +152,12 @@ def presets() -> list[str]:
 
 
 def load_spec(spec: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
-    """A spec from a YAML file path or a preset name (`plasticity list presets`);
-    `overrides` replace or add `fixed` fields (e.g. {"data": "/data/mnist"})."""
+    """A spec from a YAML file path, a preset name (`plasticity list presets`) or '-'
+    (standard input); `overrides` replace or add `fixed` fields (e.g. {"data": "/data"})."""
     path = Path(spec)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if str(spec) == "-":
+        text, source = sys.stdin.read(), "standard input"
+    elif path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"spec file {path} does not exist")
         text, source = path.read_text(), str(path)

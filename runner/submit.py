@@ -5,8 +5,10 @@
     plasticity status --address http://127.0.0.1:8265 [--job ID]
     plasticity logs ID --address http://127.0.0.1:8265
 
-The spec is validated here, then uploaded as the job's working directory; the job's driver
-runs `plasticity sweep` on the head node, which joins the cluster (`--address auto`) and
+The spec is validated here and travels in the job's environment (PLASTICITY_SPEC; not as
+a working directory: Ray 2.60 garbage-collects a job's working directory once the job's
+trial workers release it, under the still-running driver); the job's driver runs
+`plasticity sweep -` on the head node, which joins the cluster (`--address auto`) and
 writes everything under the storage location, which every node must see (object storage,
 or a shared mount). The project must be installed on every node (cluster/ does that).
 
@@ -19,8 +21,6 @@ never through an open port.
 from __future__ import annotations
 
 import shlex
-import tempfile
-from pathlib import Path
 
 import yaml
 
@@ -64,20 +64,18 @@ def submit(spec: SweepSpec, address: str, storage: str, stage: str = "all") -> s
             "absolute path on storage shared by every node"
         )
     jobs = client(address)
-    with tempfile.TemporaryDirectory(prefix="plasticity-job-") as folder:
-        (Path(folder) / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-        entrypoint = (
-            f"plasticity sweep spec.yaml --stage {stage} --address auto "
-            f"--out {shlex.quote(storage)}"
+    entrypoint = (
+        f"printenv PLASTICITY_SPEC | plasticity sweep - --stage {stage} --address auto "
+        f"--out {shlex.quote(storage)}"
+    )
+    try:
+        return jobs.submit_job(
+            entrypoint=entrypoint,
+            runtime_env={"env_vars": {"PLASTICITY_SPEC": yaml.safe_dump(spec.to_dict())}},
+            metadata={"plasticity_experiment": spec.name, "storage": storage},
         )
-        try:
-            return jobs.submit_job(
-                entrypoint=entrypoint,
-                runtime_env={"working_dir": folder},
-                metadata={"plasticity_experiment": spec.name, "storage": storage},
-            )
-        except Exception as err:
-            raise _explain(err, address) from None
+    except Exception as err:
+        raise _explain(err, address) from None
 
 
 def job_status_lines(address: str, job_id: str | None = None) -> list[str]:
@@ -94,7 +92,8 @@ def job_status_lines(address: str, job_id: str | None = None) -> list[str]:
         where = meta.get("storage", "")
         lines.append(
             f"{info.submission_id}  {info.status.value:9s}  {name}  "
-            f"{where.rstrip('/') + '/' + name if where else ''}  {info.message or ''}".rstrip()
+            f"{where.rstrip('/') + '/' + name if where else ''}  "
+            f"{(info.message or '').strip().splitlines()[0] if info.message else ''}".rstrip()
         )
     return lines or [f"no jobs on {address}"]
 
