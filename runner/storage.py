@@ -12,7 +12,10 @@ import os
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+
+from plasticity_core.errors import ConfigError
 
 
 def is_uri(location: str) -> bool:
@@ -25,7 +28,13 @@ class Folder:
     def __init__(self, location: str | Path) -> None:
         location = str(location)
         if is_uri(location):
-            self.fs, self.path = pafs.FileSystem.from_uri(location)
+            try:
+                self.fs, self.path = pafs.FileSystem.from_uri(location)
+            except (pa.ArrowInvalid, OSError) as err:
+                raise ConfigError(
+                    f"storage {location!r} is not usable: {err}. Use a local path or a URI "
+                    "pyarrow supports (s3://, gs://, hdfs://, abfs://, file://)"
+                ) from None
             self.uri = location.rstrip("/")
         else:
             self.fs = pafs.LocalFileSystem()
