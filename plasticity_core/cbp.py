@@ -22,7 +22,13 @@ from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
 from plasticity_core.step import LayerTaps
-from plasticity_core.utility import Utility, UtilityInputs, batch_axes
+from plasticity_core.utility import (
+    Utility,
+    UtilityInputs,
+    batch_axes,
+    in_magnitude,
+    out_magnitude,
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,10 @@ class ContinualBackprop:
             )
             for layer, sl in zip(self.layers, self.slices, strict=True)
         ]
+        # Weight magnitudes for the utilities that read them, taken once per weight matrix
+        # per step into preallocated buffers: a matrix is one layer's outgoing and the next
+        # layer's incoming, and a fresh |W| of the 784-wide first layer per step is costly.
+        self._magnitudes = _MagnitudePlan(self.layers, self.slices, utility.magnitudes)
         self.sizes = sizes
         self.steps = 0
         self.accumulated = [0.0] * len(sizes)
@@ -167,8 +177,12 @@ class ContinualBackprop:
         self.activation_ema.lerp_(self._batch_mean, 1 - eta)
         # Every age is >= 1 here, so the correction is > 0.
         reference = torch.div(self.activation_ema, self.correction, out=self._reference)
-        for (_, score, r, w_in, w_out), tap in zip(self._views, taps, strict=True):
-            score.copy_(self.utility.fn(UtilityInputs(tap, r, w_in, w_out, self.generator)))
+        magnitudes = self._magnitudes.update()
+        for (_, score, r, w_in, w_out), tap, (m_in, m_out) in zip(
+            self._views, taps, magnitudes, strict=True
+        ):
+            inputs = UtilityInputs(tap, r, w_in, w_out, self.generator, m_in, m_out)
+            score.copy_(self.utility.fn(inputs))
         self.utility_ema.lerp_(self._score, 1 - eta)
 
         resets = 0
@@ -217,6 +231,44 @@ class ContinualBackprop:
         self.accumulated = [float(c) for c in state["accumulated"]]
         self.counts = [int(c) for c in state["counts"]]
         self.young = [deque((int(s), int(c)) for s, c in q) for q in state["young"]]
+
+
+class _MagnitudePlan:
+    """sum_j |w_in[i, j]| and sum_k |w_out[k, i]| of every layer's units, refreshed once
+    per step: |W| of each distinct weight matrix goes into a preallocated buffer and is
+    reduced for every layer that reads it."""
+
+    def __init__(self, layers, slices, which: frozenset[str]) -> None:
+        total = slices[-1].stop
+        w = layers[0].incoming.weight
+        self.flat = {
+            kind: torch.zeros(total, device=w.device, dtype=w.dtype) for kind in sorted(which)
+        }
+        matrices: dict[int, list] = {}
+        for layer, sl in zip(layers, slices, strict=True):
+            for kind, weight in (("in", layer.incoming.weight), ("out", layer.outgoing.weight)):
+                if kind in which:
+                    entry = matrices.setdefault(id(weight), [weight, torch.empty_like(weight), []])
+                    ones = weight.new_ones(weight.shape[0]) if weight.ndim == 2 else None
+                    entry[2].append((kind, self.flat[kind][sl], ones))
+        self.matrices = list(matrices.values())
+        self.per_layer = [
+            (self.flat["in"][sl] if "in" in which else None,
+             self.flat["out"][sl] if "out" in which else None)
+            for sl in slices
+        ]  # fmt: skip
+
+    def update(self) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+        for weight, absolute, readers in self.matrices:
+            torch.abs(weight, out=absolute)
+            for kind, target, ones in readers:
+                if kind == "in":
+                    in_magnitude(absolute, out=target)
+                elif ones is not None:
+                    torch.mv(absolute.t(), ones, out=target)
+                else:
+                    out_magnitude(absolute, out=target)
+        return self.per_layer
 
 
 def _bias_corrected(ema: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:

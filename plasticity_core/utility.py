@@ -25,9 +25,15 @@ class UtilityInputs:
     taps: LayerTaps
     reference: torch.Tensor
     """r [units]: bias-corrected EMA of the unit's batch-mean activation (Eq. 10)."""
-    w_in: torch.Tensor
-    w_out: torch.Tensor
+    w_in: torch.Tensor | None
+    w_out: torch.Tensor | None
     generator: torch.Generator | None = None
+    in_magnitude: torch.Tensor | None = None
+    """sum_j |w_in[i, j]| [units], when the engine computed it already (then w_in may be
+    None): it scores several layers in one call, and each weight matrix is one layer's
+    outgoing and the next one's incoming, so |W| is taken once for both."""
+    out_magnitude: torch.Tensor | None = None
+    """sum_k |w_out[k, i]| [units], likewise."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,10 @@ class Utility:
     fn: Callable[[UtilityInputs], torch.Tensor]
     """UtilityInputs -> instantaneous score [units], >= 0; low = reset first."""
     needs: frozenset[str]
+    """Extra taps of the step (see `step.TAPS`)."""
     description: str
+    magnitudes: frozenset[str] = frozenset()
+    """Weight magnitudes it reads: 'in' (sum_j |w_in|) and/or 'out' (sum_k |w_out|)."""
 
 
 UTILITIES: Registry[Utility] = Registry("utility")
@@ -60,20 +69,40 @@ def _displacement(u: UtilityInputs) -> torch.Tensor:
 
 def _out_magnitude(u: UtilityInputs) -> torch.Tensor:
     """sum_k |w_out[k, i]| (also over kernel positions): [units]."""
-    w = u.w_out.abs()
+    if u.out_magnitude is not None:
+        return u.out_magnitude
+    return out_magnitude(u.w_out.abs())
+
+
+def out_magnitude(
+    w: torch.Tensor, out: torch.Tensor | None = None, ones: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Column sums of an already absolute outgoing weight |w|: [units] (into `out`;
+    `ones` [w.shape[0]] may be passed preallocated)."""
     if w.ndim == 2:  # a column sum as a vector-matrix product: about twice as fast on CPU
-        return w.new_ones(w.shape[0]) @ w
-    return w.sum(dim=(0, *range(2, w.ndim)))
+        return torch.matmul(w.new_ones(w.shape[0]) if ones is None else ones, w, out=out)
+    return torch.sum(w, dim=(0, *range(2, w.ndim)), out=out)
 
 
 def _in_magnitude(u: UtilityInputs) -> torch.Tensor:
     """sum_j |w_in[i, j]|: [units]."""
-    return u.w_in.abs().sum(dim=1 if u.w_in.ndim == 2 else tuple(range(1, u.w_in.ndim)))
+    if u.in_magnitude is not None:
+        return u.in_magnitude
+    return in_magnitude(u.w_in.abs())
 
 
-def utility(name: str, needs: tuple[str, ...] = (), description: str = ""):
+def in_magnitude(w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Row sums of an already absolute incoming weight |w|: [units] (into `out`)."""
+    return torch.sum(w, dim=1 if w.ndim == 2 else tuple(range(1, w.ndim)), out=out)
+
+
+def utility(
+    name: str, needs: tuple[str, ...] = (), description: str = "", magnitudes: tuple = ()
+):
     def add(fn: Callable[[UtilityInputs], torch.Tensor]):
-        UTILITIES.add(name, Utility(name, fn, frozenset(needs), description))
+        UTILITIES.add(
+            name, Utility(name, fn, frozenset(needs), description, frozenset(magnitudes))
+        )
         return fn
 
     return add
@@ -84,19 +113,29 @@ def activation(u: UtilityInputs) -> torch.Tensor:
     return _unit_mean(u.taps.h.abs())
 
 
-@utility("contribution", description="mean |h| * sum_k |w_out|  (Eq. 11)")
+@utility(
+    "contribution", description="mean |h| * sum_k |w_out|  (Eq. 11)", magnitudes=("out",)
+)
 def contribution(u: UtilityInputs) -> torch.Tensor:
     return _unit_mean(u.taps.h.abs()) * _out_magnitude(u)
 
 
-@utility("mc_contribution", description="mean |h - r| * sum_k |w_out|: mean-corrected")
+@utility(
+    "mc_contribution",
+    description="mean |h - r| * sum_k |w_out|: mean-corrected",
+    magnitudes=("out",),
+)
 def mc_contribution(u: UtilityInputs) -> torch.Tensor:
     return _unit_mean(_displacement(u).abs_()) * _out_magnitude(u)
 
 
-@utility("mc_adaptable", description="mean |h - r| * sum_k |w_out| / sum_j |w_in|  (Eq. 12)")
+@utility(
+    "mc_adaptable",
+    description="mean |h - r| * sum_k |w_out| / sum_j |w_in|  (Eq. 12)",
+    magnitudes=("out", "in"),
+)
 def mc_adaptable(u: UtilityInputs) -> torch.Tensor:
-    return mc_contribution(u) / _in_magnitude(u)
+    return mc_contribution(u).div_(_in_magnitude(u))
 
 
 @utility("loss_gradient", needs=("loss_grad",), description="mean |dl/dh|")
