@@ -96,13 +96,9 @@ def in_magnitude(w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tens
     return torch.sum(w, dim=1 if w.ndim == 2 else tuple(range(1, w.ndim)), out=out)
 
 
-def utility(
-    name: str, needs: tuple[str, ...] = (), description: str = "", magnitudes: tuple = ()
-):
+def utility(name: str, needs: tuple[str, ...] = (), description: str = "", magnitudes: tuple = ()):
     def add(fn: Callable[[UtilityInputs], torch.Tensor]):
-        UTILITIES.add(
-            name, Utility(name, fn, frozenset(needs), description, frozenset(magnitudes))
-        )
+        UTILITIES.add(name, Utility(name, fn, frozenset(needs), description, frozenset(magnitudes)))
         return fn
 
     return add
@@ -113,9 +109,7 @@ def activation(u: UtilityInputs) -> torch.Tensor:
     return _unit_mean(u.taps.h.abs())
 
 
-@utility(
-    "contribution", description="mean |h| * sum_k |w_out|  (Eq. 11)", magnitudes=("out",)
-)
+@utility("contribution", description="mean |h| * sum_k |w_out|  (Eq. 11)", magnitudes=("out",))
 def contribution(u: UtilityInputs) -> torch.Tensor:
     return _unit_mean(u.taps.h.abs()) * _out_magnitude(u)
 

@@ -9,7 +9,7 @@ from plasticity_core.cbp import CBPConfig, ContinualBackprop, reset_units
 from plasticity_core.errors import ConfigError
 from plasticity_core.optim import SGD, Adam
 from plasticity_core.step import MLPStep
-from plasticity_core.utility import UTILITIES
+from plasticity_core.utility import UTILITIES, UtilityInputs
 from tests.core.helpers import batch, forward_with_hidden, small_mlp
 
 
@@ -170,6 +170,22 @@ def test_reference_and_utility_are_bias_corrected_emas():
         torch.testing.assert_close(cbp.reference()[sl], f / (1 - eta**t))
         torch.testing.assert_close(cbp.corrected_utility()[sl], u / (1 - eta**t))
     assert (cbp.age == 5).all()
+
+
+@pytest.mark.parametrize("utility", ["contribution", "mc_contribution", "mc_adaptable"])
+def test_shared_weight_magnitudes_score_like_each_layer_alone(utility):
+    """The engine takes |W| once per matrix for both layers that read it; each layer's
+    score must equal the utility computed from that layer's own weights."""
+    model, optimizer, cbp, step = _train_with_cbp(0.0, 1000, 0, utility=utility)
+    x, y = batch(seed=3)
+    step(x, y)
+    optimizer.step(step.grads)
+    cbp.after_step(step.taps)
+    fn = UTILITIES.get(utility).fn
+    for tap, sl, layer in zip(step.taps, cbp.slices, model.unit_layers(), strict=True):
+        alone = fn(UtilityInputs(tap, cbp.reference()[sl], layer.incoming.weight,
+                                 layer.outgoing.weight))  # fmt: skip
+        torch.testing.assert_close(cbp.corrected_utility()[sl], alone, rtol=1e-12, atol=0)
 
 
 def test_the_lowest_utility_mature_unit_is_replaced():
