@@ -66,22 +66,33 @@ def reset_units(
     keeps its state (it is shifted, not re-initialised), as in the reference implementation.
     """
     w_in = layer.incoming.weight
-    fresh = torch.empty((len(index), *w_in.shape[1:]), device=w_in.device, dtype=w_in.dtype)
-    fresh.uniform_(-layer.init_bound, layer.init_bound, generator=generator)
-    w_in.index_copy_(0, index, fresh)
+    w_in.index_copy_(0, index, layer.sample(len(index), generator))
     touched = [(w_in, 0)]
     if layer.incoming.bias is not None:
         layer.incoming.bias.index_fill_(0, index, 0)
         touched.append((layer.incoming.bias, 0))
-    if layer.norm is not None:
-        layer.norm.weight.index_fill_(0, index, 1)
-        layer.norm.bias.index_fill_(0, index, 0)
-        touched += [(layer.norm.weight, 0), (layer.norm.bias, 0)]
+    norm = layer.norm
+    if norm is not None:
+        norm.weight.index_fill_(0, index, 1)
+        norm.bias.index_fill_(0, index, 0)
+        touched += [(norm.weight, 0), (norm.bias, 0)]
+        if getattr(norm, "running_mean", None) is not None:  # BatchNorm: a fresh channel
+            norm.running_mean.index_fill_(0, index, 0)
+            norm.running_var.index_fill_(0, index, 1)
 
     w_out = layer.outgoing.weight
     columns = w_out.index_select(1, index)  # [out, k, *kernel]
-    # A conv consumer reads the unit at every kernel tap: its bias absorbs the kernel sum.
-    layer.outgoing.bias.add_(columns.reshape(*columns.shape[:2], -1).sum(2) @ reference)
+    # A conv consumer reads the unit at every kernel tap: the kernel sum of its weights times
+    # r is what the unit added at interior positions (zero padding reads fewer taps at the
+    # border, so there the compensation is only approximate).
+    shift = columns.reshape(*columns.shape[:2], -1).sum(2) @ reference
+    if layer.outgoing.bias is not None:
+        layer.outgoing.bias.add_(shift)
+    elif layer.consumer_norm is not None:
+        # conv -> BatchNorm: in eval mode BN subtracts the running mean, so lowering it by the
+        # shift is adding the shift before the norm; in train mode batch statistics remove
+        # any constant offset by themselves.
+        layer.consumer_norm.running_mean.sub_(shift)
     w_out.index_fill_(1, index, 0)
     touched.append((w_out, 1))
     if optimizer is not None:

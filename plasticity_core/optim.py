@@ -34,6 +34,11 @@ class Optimizer:
         for tensors in self.state.values():
             tensors[i].index_fill_(dim, index, 0)
 
+    def clear(self) -> None:
+        """Zero all state (momentum, moments, step counts): a fresh optimizer."""
+        for tensors in self.state.values():
+            torch._foreach_zero_(tensors)
+
     def state_dict(self) -> dict[str, list[torch.Tensor]]:
         return {k: [t.clone() for t in v] for k, v in self.state.items()}
 

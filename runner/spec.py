@@ -34,9 +34,12 @@ from typing import Any
 import yaml
 
 from plasticity_core.errors import ConfigError
-from plasticity_core.experiments import permuted_mnist
+from plasticity_core.experiments import continuous_cifar, permuted_mnist
 
-CONFIGS: dict[str, type] = {permuted_mnist.NAME: permuted_mnist.PermutedMNISTConfig}
+CONFIGS: dict[str, type] = {
+    permuted_mnist.NAME: permuted_mnist.PermutedMNISTConfig,
+    continuous_cifar.NAME: continuous_cifar.ContinuousCIFARConfig,
+}
 """Experiments a sweep can run: name -> config dataclass (its `run` is looked up by name)."""
 RESERVED = {"seed": "seeds", "device": "device"}
 """Config fields a spec sets elsewhere: field -> the spec key that controls it."""

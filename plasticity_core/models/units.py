@@ -28,7 +28,13 @@ class UnitLayer:
     outgoing: nn.Module
     """Consumes the units: `weight[:, i]` reads unit i."""
     gain: float
-    """Kaiming gain of the activation; incoming weights are drawn from U(-bound, bound)."""
+    """Kaiming gain of the activation."""
+    consumer_norm: nn.Module | None = None
+    """A BatchNorm right after a bias-free `outgoing` (conv -> BN): a reset moves the removed
+    contribution into its running mean, as it would into `outgoing.bias`."""
+    init: str = "kaiming_uniform"
+    """How incoming weights are drawn at init and at a reset: 'kaiming_uniform' (fan-in,
+    U(-bound, bound)) or 'kaiming_normal' (fan-out, N(0, std^2), torchvision's ResNet init)."""
 
     @property
     def n_units(self) -> int:
@@ -39,6 +45,20 @@ class UnitLayer:
         """Kaiming-uniform bound gain * sqrt(3 / fan_in) of the incoming weights."""
         fan_in = self.incoming.weight[0].numel()
         return self.gain * math.sqrt(3.0 / fan_in)
+
+    def sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """n fresh incoming weight rows [n, *weight.shape[1:]] from the init distribution."""
+        w = self.incoming.weight
+        fresh = torch.empty((n, *w.shape[1:]), device=w.device, dtype=w.dtype)
+        if self.init == "kaiming_normal":
+            return fresh.normal_(0.0, kaiming_normal_std(w, self.gain), generator=generator)
+        return fresh.uniform_(-self.init_bound, self.init_bound, generator=generator)
+
+
+def kaiming_normal_std(weight: torch.Tensor, gain: float) -> float:
+    """gain / sqrt(fan_out), fan_out = out channels x kernel positions (torchvision's
+    ResNet init, `kaiming_normal_(mode="fan_out")`)."""
+    return gain / math.sqrt(weight.shape[0] * weight[0, 0].numel())
 
 
 def kaiming_uniform_(weight: torch.Tensor, gain: float, generator: torch.Generator | None) -> None:
