@@ -78,9 +78,7 @@ class AutogradStep:
         if "logits_grad" in self.needs:
             total = [torch.zeros_like(h) for h in hs]
             for c in range(z.shape[1]):
-                per_class = torch.autograd.grad(
-                    z[:, c].sum(), hs, retain_graph=c < z.shape[1] - 1
-                )
+                per_class = torch.autograd.grad(z[:, c].sum(), hs, retain_graph=c < z.shape[1] - 1)
                 for acc, g in zip(total, per_class, strict=True):
                     acc.add_(g.abs())
             fields["logits_grad"] = total

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from plasticity_core.diagnostics import DIAGNOSTICS
 from plasticity_core.errors import PlasticityError
-from plasticity_core.experiments import reset_cost
+from plasticity_core.experiments import continuous_cifar, reset_cost
+from plasticity_core.experiments.continuous_cifar import ContinuousCIFARConfig
 from plasticity_core.experiments.permuted_mnist import NAME, PermutedMNISTConfig, run
 from plasticity_core.methods import METHODS
 from plasticity_core.models.activations import ACTIVATIONS
@@ -39,7 +40,7 @@ LISTS = {
     "activations": ACTIVATIONS.names,
     "norms": lambda: list(NORMS),
     "optimizers": OPTIMIZERS.names,
-    "experiments": lambda: [NAME, reset_cost.NAME],
+    "experiments": lambda: [NAME, continuous_cifar.NAME, reset_cost.NAME],
     "presets": lambda: [f"{n:22s}{load_spec(n).description}" for n in presets()],
 }
 
@@ -87,6 +88,33 @@ def _override(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)
 
 
+def _add_cifar_options(experiments) -> None:
+    c = ContinuousCIFARConfig()
+    p = experiments.add_parser(
+        continuous_cifar.NAME, help="Continuous CIFAR-100: binary tasks on a ResNet"
+    )
+    p.add_argument("--model", default=c.model, help="resnet8 | resnet18")
+    p.add_argument(
+        "--data", default=c.data, help="a folder holding cifar-100-python/, or embedded-mnist"
+    )
+    p.add_argument("--tasks", type=int, default=c.tasks)
+    p.add_argument("--epochs-per-task", type=int, default=c.epochs_per_task)
+    p.add_argument("--batch-size", type=int, default=c.batch_size)
+    p.add_argument("--augment", action="store_true", help="random crop + horizontal flip")
+    p.add_argument("--method", default=c.method, help=f"one of {METHODS.names()}")
+    p.add_argument("--utility", default=c.utility, help="default: the method's")
+    p.add_argument("--optimizer", default=c.optimizer, help="sgd | adam")
+    p.add_argument("--lr", type=float, default=c.lr)
+    p.add_argument("--momentum", type=float, default=c.momentum)
+    p.add_argument("--weight-decay", type=float, default=c.weight_decay)
+    p.add_argument("--replacement-rate", type=float, default=c.replacement_rate)
+    p.add_argument("--maturity", type=int, default=c.maturity)
+    p.add_argument("--seed", type=int, default=c.seed)
+    p.add_argument("--pair-seed", type=int, default=c.pair_seed)
+    p.add_argument("--device", default=c.device, help="cpu | cuda | cuda:1 ...")
+    p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+
+
 def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
@@ -108,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", help="list registered components")
     lister.add_argument("what", choices=sorted(LISTS))
 
-    runp = sub.add_parser("run", help="run one experiment without Ray, rows to Parquet")
-    runp.add_argument("experiment", choices=[NAME])
+    run_parser = sub.add_parser("run", help="run one experiment without Ray, rows to Parquet")
+    experiments = run_parser.add_subparsers(dest="experiment", required=True, parser_class=_Parser)
+    runp = experiments.add_parser(NAME, help="Online Permuted MNIST (MLP)")
     d = PermutedMNISTConfig()
     _add_training_options(runp, d)
     runp.add_argument("--method", default=d.method, help=f"one of {METHODS.names()}")
@@ -147,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.probe_size,
         help="examples for the task-end diagnostics (0 = none)",
     )
+
+    _add_cifar_options(experiments)
 
     a = reset_cost.ResetCostConfig()
     assay = sub.add_parser("assay", help="reset-cost assay: utilities vs realized reset shock")
@@ -281,13 +312,19 @@ def _assay(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    config = _config(PermutedMNISTConfig, args)
-    experiment = run(config)
+    if args.experiment == continuous_cifar.NAME:
+        config = _config(ContinuousCIFARConfig, args)
+        experiment = continuous_cifar.run(config)
+        what = f"{config.model} on {config.data}"
+    else:
+        config = _config(PermutedMNISTConfig, args)
+        experiment = run(config)
+        what = f"{config.activation} norm={config.norm}"
     trial_id = f"{experiment.config_hash}-s{config.seed}"
-    path = args.out / NAME / f"{trial_id}.parquet"
+    path = args.out / args.experiment / f"{trial_id}.parquet"
     print(
-        f"{NAME}: {config.method}/{config.hyperparameters()['utility']} "
-        f"{config.activation} norm={config.norm} seed={config.seed} -> {path}"
+        f"{args.experiment}: {config.method}/{config.hyperparameters()['utility']} "
+        f"{what} seed={config.seed} -> {path}"
     )
     rows = []
     for row in experiment:
