@@ -27,7 +27,8 @@ from runner.assay import mean_se
 from runner.results import read_table
 from runner.storage import Folder
 
-SINGLE_RUNS = "permuted-mnist"
+SINGLE_RUNS = ("permuted-mnist", "continuous-cifar100")
+"""Folders of `plasticity run` outputs, by experiment."""
 ASSAY = "reset-cost"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
@@ -59,7 +60,7 @@ def load_sources(locations: list[str]) -> Sources:
             path = file.path
             if path.endswith("/spec.yaml"):
                 roots.add(path.rsplit("/", 1)[0])
-            for name in (SINGLE_RUNS, ASSAY):
+            for name in (*SINGLE_RUNS, ASSAY):
                 if f"/{name}/" in path and path.endswith(".parquet"):
                     roots.add(path.split(f"/{name}/")[0])
         roots = {r for r in roots if not any(r.startswith(f"{o}/") and _is_experiment(folder, o)
@@ -69,13 +70,14 @@ def load_sources(locations: list[str]) -> Sources:
             seen.add(root)
             found |= _load_folder(Folder.on(folder.fs, root), sources)
         if not found:
-            sources.notes.append(f"{location}: no results found (no rows/, {SINGLE_RUNS}/ or "
+            runs = "/, ".join(SINGLE_RUNS)
+            sources.notes.append(f"{location}: no results found (no rows/, {runs}/ or "
                                  f"{ASSAY}/ with Parquet files)")  # fmt: skip
     return sources
 
 
 def _holds_results(folder: Folder) -> bool:
-    return any((folder / name).exists() for name in ("spec.yaml", SINGLE_RUNS, ASSAY))
+    return any((folder / name).exists() for name in ("spec.yaml", *SINGLE_RUNS, ASSAY))
 
 
 def _is_experiment(folder: Folder, path: str) -> bool:
@@ -89,7 +91,7 @@ def _load_folder(folder: Folder, sources: Sources) -> bool:
     if (folder / "spec.yaml").exists():
         found = True
         sources.experiments.append(_load_experiment(folder, sources))
-    runs = (folder / SINGLE_RUNS).files(".parquet")
+    runs = [f for name in SINGLE_RUNS for f in (folder / name).files(".parquet")]
     if runs:
         found = True
         sources.rows.append(_read_all(runs, sources).assign(source=Path(folder.path).name))

@@ -112,7 +112,10 @@ def plan_lines(
     groups = {
         tuple(spec.build(p, 0).hyperparameters()[k] for k in spec.select.per) for p in configs
     }
-    examples_per_task = TRAIN_EXAMPLES.get(spec.build(configs[0], 0).data, FULL_MNIST_TRAIN)
+    if spec.experiment == "permuted-mnist":
+        examples_per_task = TRAIN_EXAMPLES.get(spec.build(configs[0], 0).data, FULL_MNIST_TRAIN)
+    else:
+        examples_per_task = 0  # no benchmark figures for conv nets yet: counts only
     stages = [("sweep", configs, len(spec.sweep_seeds)), ("final", None, len(spec.final_seeds))]
     slots, where = worker_slots(cluster, workers, spec)
     lines = [
@@ -127,7 +130,12 @@ def plan_lines(
         # swept configuration, as the winners are not known before the sweep.
         n_configs = len(configs) if points is not None else len(groups)
         trials = n_configs * seeds
-        per_trial = [_trial_seconds(spec.build(p, 0), figures, examples_per_task) for p in configs]
+        per_trial = [
+            _trial_seconds(spec.build(p, 0), figures, examples_per_task)
+            if examples_per_task
+            else 0.0
+            for p in configs
+        ]
         trial_s = sum(per_trial) / len(per_trial)
         tasks = trials * sum(spec.build(p, 0).tasks for p in configs) // len(configs)
         cpu_h = trials * trial_s / 3600
@@ -143,6 +151,10 @@ def plan_lines(
         f"{'total':6s} {totals[0]:8,d} {'':>16s} {totals[1]:11,d} {totals[2]:10.2e} "
         f"{totals[3]:9.1f} {totals[4]:7.1f}"
     )
+    if not examples_per_task:
+        lines[0] = lines[0].split(";")[0]
+        lines.append(f"time: not estimated for {spec.experiment} (bench figures cover the MLP)")
+        return lines
     source = f"--bench {bench}" if bench else "built-in `plasticity bench` figures (README Speed)"
     lines.append(
         f"time: optimizer steps x CPU-us per step from {source}, scaled by matmul FLOPs, "

@@ -7,7 +7,14 @@ from plasticity_core.errors import ConfigError
 from runner.cli import main
 from runner.spec import SpecError, SweepSpec, load_spec, parse_spec, presets
 
-PRESETS = ["demo", "pmnist-activations", "pmnist-layernorm", "pmnist-quick"]
+PRESETS = [
+    "ccifar-quick",
+    "ccifar-resnet8",
+    "demo",
+    "pmnist-activations",
+    "pmnist-layernorm",
+    "pmnist-quick",
+]
 
 
 def _spec(**changes) -> dict:
