@@ -8,8 +8,9 @@ mean KL(softmax z || softmax z[i->r_i]).
 Clamps are batched: a forward hook on the layer's tap repeats its output once per clamped
 unit ([units, batch, ...] flattened into the batch axis) and overwrites one unit per copy,
 so one forward measures a whole chunk of units. This needs every module downstream of the
-tap to see the units only through the tap (true for MLPs); a residual network must repeat
-its input instead.
+tap to see the units only through the tap (true for MLPs). In a residual network the
+shortcut also reads the block's input, so `clamp_shocks_repeating_input` repeats the probe
+inputs instead (the whole forward per copy; exact for any model in eval mode).
 """
 
 from __future__ import annotations
@@ -71,6 +72,46 @@ def _clamp_hook(units: torch.Tensor, values: torch.Tensor):
         return repeated.flatten(0, 1)
 
     return hook
+
+
+@torch.no_grad()
+def clamp_shocks_repeating_input(
+    model: nn.Module,
+    layer: UnitLayer,
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    units: torch.Tensor,
+    max_batch: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like `clamp_shocks` for the units `units` [k] of `layer` (reference [k]), for models
+    whose later modules also read what the tap's layer read (residual shortcuts): the probe
+    x [P, ...] is repeated once per unit of a chunk (at most `max_batch` images per forward)
+    and the tap's hook clamps unit j in copy j. Returns (l1 [k], kl [k])."""
+    z = model(x)
+    logp = F.log_softmax(z, dim=1)
+    batch = x.shape[0]
+    chunk = max(1, max_batch // batch)
+    l1 = torch.empty(len(units), device=z.device, dtype=z.dtype)
+    kl = torch.empty_like(l1)
+    for start in range(0, len(units), chunk):
+        part = torch.arange(start, min(start + chunk, len(units)), device=z.device)
+        chosen, values = units[part], reference[part]
+
+        def hook(module, inputs, h, chosen=chosen, values=values):
+            h = h.clone().view(len(chosen), batch, *h.shape[1:])
+            shape = (len(chosen), *([1] * (h.ndim - 2)))
+            h[torch.arange(len(chosen)), :, chosen] = values.view(shape).to(h.dtype)
+            return h.flatten(0, 1)
+
+        handle = layer.tap.register_forward_hook(hook)
+        try:
+            repeated = x.unsqueeze(0).expand(len(part), *x.shape).flatten(0, 1)
+            clamped = model(repeated).view(len(part), batch, -1)
+        finally:
+            handle.remove()
+        l1[part] = (clamped - z).abs().sum(-1).mean(-1)
+        kl[part] = (logp.exp() * (logp - F.log_softmax(clamped, dim=-1))).sum(-1).mean(-1)
+    return l1, kl
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -22,6 +22,8 @@ def write_checkpoint(result: CheckpointResult, out: Path) -> None:
     """
     key = result.summary[0]
     stem = f"{key['activation']}-{key['norm']}-s{key['seed']}-t{key['checkpoint']}"
+    if "model" in key:  # conv-net assays: one file set per model
+        stem = f"{key['model']}-{stem}"
     for table in TABLES:
         write_rows(getattr(result, table), Path(out) / NAME / table / f"{stem}.parquet")
 

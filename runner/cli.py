@@ -20,9 +20,10 @@ from pathlib import Path
 
 from plasticity_core.diagnostics import DIAGNOSTICS
 from plasticity_core.errors import PlasticityError
-from plasticity_core.experiments import continuous_cifar, reset_cost
+from plasticity_core.experiments import continuous_cifar, reset_cost, resnet_assay
 from plasticity_core.experiments.continuous_cifar import ContinuousCIFARConfig
 from plasticity_core.experiments.permuted_mnist import NAME, PermutedMNISTConfig, run
+from plasticity_core.experiments.resnet_assay import ResNetAssayConfig
 from plasticity_core.methods import METHODS
 from plasticity_core.models.activations import ACTIVATIONS
 from plasticity_core.models.mlp import NORMS
@@ -209,6 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe examples (held-out split; 1,000 at most when embedded)",
     )
     assay.add_argument("--reference", default=a.reference, help="calibration | ema")
+    assay.add_argument(
+        "--model", default="mlp", help="mlp (Permuted MNIST) | resnet8 | resnet18 (images)"
+    )
+    r = ResNetAssayConfig()
+    assay.add_argument("--epochs", type=int, help=f"ResNet: training epochs ({r.epochs})")
+    assay.add_argument(
+        "--milestones", type=_ints, help="ResNet: epochs after which lr x0.2 (60,120,160)"
+    )
+    assay.add_argument("--momentum", type=float, help=f"ResNet: SGD momentum ({r.momentum})")
+    assay.add_argument("--weight-decay", type=float, help=f"ResNet: ({r.weight_decay})")
+    assay.add_argument(
+        "--units-per-layer", type=int, help="ResNet: assay k evenly spaced channels per layer"
+    )
+    assay.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    # Shared options whose defaults differ per model: unset here, the model's config decides.
+    assay.set_defaults(lr=None, batch_size=None, data=None, seeds=None, checkpoints=None,
+                       calibration=None, probe=None)  # fmt: skip
 
     sweep = sub.add_parser("sweep", help="run a spec's stages on Ray Tune: sweep, select, final")
     sweep.add_argument("spec", help="a YAML spec file or a preset (plasticity list presets)")
@@ -286,24 +304,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(cls, args: argparse.Namespace):
+    """The dataclass from the options it has; unset (None) options keep its defaults."""
     fields = cls.__dataclass_fields__
-    return cls(**{k: v for k, v in vars(args).items() if k in fields})
+    return cls(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
 
 
 def _assay(args: argparse.Namespace) -> None:
-    config = _config(reset_cost.ResetCostConfig, args)
+    if args.model == "mlp":
+        config = _config(reset_cost.ResetCostConfig, args)
+        total = len(config.activations) * config.seeds * len(config.checkpoints)
+        results = reset_cost.run(config)
+    else:
+        if args.data is None:
+            raise UsageError("--model resnet* needs --data: a CIFAR-100 folder or embedded-mnist")
+        config = _config(ResNetAssayConfig, args)
+        total = config.seeds * len(config.checkpoints)
+        results = resnet_assay.run(config)
     folder = args.out / reset_cost.NAME
-    total = len(config.activations) * config.seeds * len(config.checkpoints)
     print(f"{reset_cost.NAME}: {total} checkpoints -> {folder}", flush=True)
     summary = []
-    for done, result in enumerate(reset_cost.run(config), start=1):
+    for done, result in enumerate(results, start=1):
         write_checkpoint(result, args.out)
         summary += result.summary
         key = result.summary[0]
         gxd = next(r for r in result.summary if r["utility"] == "gxd")
         print(
             f"[{done:3d}/{total}] {key['activation']:10s} seed {key['seed']} "
-            f"task {key['checkpoint']:3d}  probe {key['probe']}  "
+            f"{'epoch' if 'model' in key else 'task'} {key['checkpoint']:3d}  "
+            f"probe {key['probe']}  "
             f"gxd rho_L1 {gxd['spearman_l1']:.3f}  {result.seconds:.1f} s",
             flush=True,
         )

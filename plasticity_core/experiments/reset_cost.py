@@ -178,8 +178,11 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, task: int) -> Chec
     return result
 
 
-def _rows(key, layers, scores, references, l1, kl, fraction: float) -> CheckpointResult:
-    """Unit, layer and summary rows of one checkpoint; arrays are [units] per layer."""
+def _rows(
+    key, layers, scores, references, l1, kl, fraction: float, unit_ids=None
+) -> CheckpointResult:
+    """Unit, layer and summary rows of one checkpoint; arrays are [units] per layer
+    (`unit_ids`: per layer, the unit index of each array entry when a subset was assayed)."""
     result = CheckpointResult()
     for name, per_layer in scores.items():
         for li, (layer, s) in enumerate(zip(layers, per_layer, strict=True)):
@@ -187,7 +190,7 @@ def _rows(key, layers, scores, references, l1, kl, fraction: float) -> Checkpoin
                 {
                     **key,
                     "layer": layer.name,
-                    "unit": i,
+                    "unit": unit_ids[li][i] if unit_ids else i,
                     "utility": name,
                     "score": float(s[i]),
                     "reference": float(references[li][i]),
