@@ -140,6 +140,7 @@ def assay(
     """Every utility and the realized clamp shock of (a subset of) every resettable channel,
     in eval mode. x_cal/y_cal: calibration images and labels; x_probe: probe images."""
     start = time.perf_counter()
+    was_training = model.training
     model.eval()
     layers = model.unit_layers()
     step = AutogradStep(model, frozenset(TAPS))
@@ -164,7 +165,7 @@ def assay(
         clamp_shocks_repeating_input(model, u, x_probe, r[p], p)
         for u, r, p in zip(layers, references, picks, strict=True)
     ]
-    model.train()
+    model.train(was_training)
     l1 = [_numpy(s[0]) for s in shocks]
     kl = [_numpy(s[1]) for s in shocks]
     refs = [_numpy(r[p]) for r, p in zip(references, picks, strict=True)]
