@@ -30,6 +30,7 @@ import torch
 from plasticity_core.autograd_step import AutogradStep
 from plasticity_core.data.cifar import load_images
 from plasticity_core.errors import ConfigError, TrainingDiverged
+from plasticity_core.experiments import state as experiment_state
 from plasticity_core.methods import MethodConfig, build_method
 from plasticity_core.models.resnet import MODELS, build_resnet
 from plasticity_core.optim import check_optimizer, make_optimizer
@@ -230,33 +231,14 @@ class ContinuousCIFAR:
         self.model.train()
         return correct.item() / max(len(y), 1)
 
+    GENERATORS = ("generator", "order_generator", "augment_generator")
+
     def state_dict(self) -> dict:
         """Everything needed to continue bit-identically from the current task boundary."""
-        return {
-            "config": dataclasses.asdict(self.config),
-            "task": self.task,
-            "examples_seen": self.examples_seen,
-            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "method": self.method.state_dict(),
-            "generator": self.generator.get_state(),
-            "order_generator": self.order_generator.get_state(),
-            "augment_generator": self.augment_generator.get_state(),
-        }
+        return experiment_state.state_dict(self, self.GENERATORS)
 
     def load_state_dict(self, state: dict) -> None:
-        saved = dict(state["config"], tasks=self.config.tasks, device=self.config.device)
-        current = dataclasses.asdict(self.config)
-        if {k: saved.get(k) for k in current} != current:
-            raise ConfigError("checkpoint was written by a different configuration")
-        self.task = int(state["task"])
-        self.examples_seen = int(state["examples_seen"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.method.load_state_dict(state["method"])
-        self.generator.set_state(state["generator"])
-        self.order_generator.set_state(state["order_generator"])
-        self.augment_generator.set_state(state["augment_generator"])
+        experiment_state.load_state_dict(self, state, self.GENERATORS)
 
 
 def run(config: ContinuousCIFARConfig, state: dict | None = None) -> ContinuousCIFAR:

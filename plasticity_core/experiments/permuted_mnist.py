@@ -27,6 +27,7 @@ from plasticity_core.data.mnist import load_mnist
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.diagnostics import DEFINITIONS_VERSION, network_diagnostics
 from plasticity_core.errors import ConfigError, TrainingDiverged
+from plasticity_core.experiments import state as experiment_state
 from plasticity_core.methods import METHODS, MethodConfig, build_method
 from plasticity_core.models.mlp import MLP, check_architecture
 from plasticity_core.models.units import kaiming_uniform_
@@ -245,32 +246,14 @@ class PermutedMNIST:
             correct += (self.model(x[i : i + EVAL_CHUNK]).argmax(1) == y[i : i + EVAL_CHUNK]).sum()
         return correct.item() / len(y)
 
+    GENERATORS = ("generator", "order_generator")
+
     def state_dict(self) -> dict:
         """Everything needed to continue bit-identically from the current task boundary."""
-        return {
-            "config": dataclasses.asdict(self.config),
-            "task": self.task,
-            "examples_seen": self.examples_seen,
-            # state_dict() tensors alias the live parameters: copy, like everything else here.
-            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "method": self.method.state_dict(),
-            "generator": self.generator.get_state(),
-            "order_generator": self.order_generator.get_state(),
-        }
+        return experiment_state.state_dict(self, self.GENERATORS)
 
     def load_state_dict(self, state: dict) -> None:
-        saved = dict(state["config"], tasks=self.config.tasks, device=self.config.device)
-        current = dataclasses.asdict(self.config)
-        if {k: saved.get(k) for k in current} != current:
-            raise ConfigError("checkpoint was written by a different configuration")
-        self.task = int(state["task"])
-        self.examples_seen = int(state["examples_seen"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.method.load_state_dict(state["method"])
-        self.generator.set_state(state["generator"])
-        self.order_generator.set_state(state["order_generator"])
+        experiment_state.load_state_dict(self, state, self.GENERATORS)
 
 
 def run(config: PermutedMNISTConfig, state: dict | None = None) -> PermutedMNIST:
