@@ -17,24 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plasticity_core.step import TAPS, LayerTaps
+from plasticity_core.step import LayerTaps, TrainingStep
 
 
-class AutogradStep:
+class AutogradStep(TrainingStep):
     """Callable `(x [B, ...], y [B]) -> None` for models with `unit_layers()`."""
 
     def __init__(self, model: nn.Module, needs: frozenset[str] = frozenset()) -> None:
-        unknown = set(needs) - set(TAPS)
-        if unknown:
-            raise ValueError(f"unknown taps {sorted(unknown)}; known: {TAPS}")
-        self.model = model
-        self.needs = needs
-        self.params = list(model.parameters())
-        self.grads: list[torch.Tensor] = [torch.zeros_like(p) for p in self.params]
-        self.taps: list[LayerTaps] = []
-        p0 = self.params[0]
-        self.loss_sum = torch.zeros((), device=p0.device, dtype=p0.dtype)
-        self.correct = torch.zeros((), device=p0.device, dtype=torch.long)
+        super().__init__(model, needs)
         self._seen: list[torch.Tensor] | None = None  # a list only while a step runs
         self._hooks = [
             layer.tap.register_forward_hook(self._record) for layer in model.unit_layers()
@@ -48,10 +38,6 @@ class AutogradStep:
         """Removes the hooks from the model."""
         for hook in self._hooks:
             hook.remove()
-
-    def reset_accumulators(self) -> None:
-        self.loss_sum.zero_()
-        self.correct.zero_()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self._seen = []

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from plasticity_core.models.mlp import MLP
 
@@ -59,10 +60,12 @@ class _Layer(NamedTuple):
     norm: _Norm | None
 
 
-class MLPStep:
-    """Callable `(x [B, n_in], y [B]) -> None` that fills `grads`, `taps` and accumulators."""
+class TrainingStep:
+    """What every training step offers the experiments and methods: `params` (those of
+    `model.parameters()`), gradient buffers `grads` aligned with them, `taps` per unit
+    layer, and the task's loss and accuracy accumulators (on the device: no host sync)."""
 
-    def __init__(self, model: MLP, needs: frozenset[str] = frozenset()) -> None:
+    def __init__(self, model: nn.Module, needs: frozenset[str] = frozenset()) -> None:
         unknown = set(needs) - set(TAPS)
         if unknown:
             raise ValueError(f"unknown taps {sorted(unknown)}; known: {TAPS}")
@@ -74,6 +77,18 @@ class MLPStep:
         p0 = self.params[0]
         self.loss_sum = torch.zeros((), device=p0.device, dtype=p0.dtype)
         self.correct = torch.zeros((), device=p0.device, dtype=torch.long)
+
+    def reset_accumulators(self) -> None:
+        self.loss_sum.zero_()
+        self.correct.zero_()
+
+
+class MLPStep(TrainingStep):
+    """Callable `(x [B, n_in], y [B]) -> None` that fills `grads`, `taps` and accumulators."""
+
+    def __init__(self, model: MLP, needs: frozenset[str] = frozenset()) -> None:
+        super().__init__(model, needs)
+        p0 = self.params[0]
         self._eye = torch.eye(model.head.out_features, device=p0.device, dtype=p0.dtype)
         # Parameters, their transposes and gradient buffers are looked up once: nn.Module
         # attribute access would otherwise cost more than the small matmuls. Parameters are
@@ -111,10 +126,6 @@ class MLPStep:
             None,
         )
         self._act = model.act
-
-    def reset_accumulators(self) -> None:
-        self.loss_sum.zero_()
-        self.correct.zero_()
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
