@@ -275,10 +275,8 @@ class _MagnitudePlan:
             for kind, target, ones in readers:
                 if kind == "in":
                     in_magnitude(absolute, out=target)
-                elif ones is not None:
-                    torch.mv(absolute.t(), ones, out=target)
                 else:
-                    out_magnitude(absolute, out=target)
+                    out_magnitude(absolute, out=target, ones=ones)
         return self.per_layer
 
 

@@ -79,8 +79,8 @@ def out_magnitude(
 ) -> torch.Tensor:
     """Column sums of an already absolute outgoing weight |w|: [units] (into `out`;
     `ones` [w.shape[0]] may be passed preallocated)."""
-    if w.ndim == 2:  # a column sum as a vector-matrix product: about twice as fast on CPU
-        return torch.matmul(w.new_ones(w.shape[0]) if ones is None else ones, w, out=out)
+    if w.ndim == 2:  # a column sum as a matrix-vector product: about twice as fast on CPU
+        return torch.mv(w.t(), w.new_ones(w.shape[0]) if ones is None else ones, out=out)
     return torch.sum(w, dim=(0, *range(2, w.ndim)), out=out)
 
 
