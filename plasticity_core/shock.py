@@ -57,9 +57,22 @@ def clamp_shocks(
             clamped = model(x).view(len(units), batch, -1)
         finally:
             handle.remove()
-        l1[units] = (clamped - z).abs().sum(-1).mean(-1)
-        kl[units] = (logp.exp() * (logp - F.log_softmax(clamped, dim=-1))).sum(-1).mean(-1)
+        l1[units], kl[units] = _shocks(clamped, z, logp)
     return l1, kl
+
+
+def _shocks(clamped: torch.Tensor, z: torch.Tensor, logp: torch.Tensor):
+    """Mean logit-L1 and KL shocks of clamped logits [units, batch, classes] vs z [batch,
+    classes] (logp = log_softmax(z)): ([units], [units])."""
+    l1 = (clamped - z).abs().sum(-1).mean(-1)
+    kl = (logp.exp() * (logp - F.log_softmax(clamped, dim=-1))).sum(-1).mean(-1)
+    return l1, kl
+
+
+def _clamp_copies(copies: torch.Tensor, units: torch.Tensor, values: torch.Tensor) -> None:
+    """In copies [units, batch, unit axis, ...], set unit units[j] of copy j to values[j]."""
+    shape = (len(units), *([1] * (copies.ndim - 2)))  # broadcast over batch and space
+    copies[torch.arange(len(units)), :, units] = values.view(shape).to(copies.dtype)
 
 
 def _clamp_hook(units: torch.Tensor, values: torch.Tensor):
@@ -67,8 +80,7 @@ def _clamp_hook(units: torch.Tensor, values: torch.Tensor):
 
     def hook(module: nn.Module, inputs: tuple, h: torch.Tensor) -> torch.Tensor:
         repeated = h.unsqueeze(0).repeat(len(units), *([1] * h.ndim))
-        shape = (len(units), *([1] * (h.ndim - 1)))  # broadcast over batch and space
-        repeated[torch.arange(len(units)), :, units] = values.view(shape).to(h.dtype)
+        _clamp_copies(repeated, units, values)
         return repeated.flatten(0, 1)
 
     return hook
@@ -98,10 +110,9 @@ def clamp_shocks_repeating_input(
         chosen, values = units[part], reference[part]
 
         def hook(module, inputs, h, chosen=chosen, values=values):
-            h = h.clone().view(len(chosen), batch, *h.shape[1:])
-            shape = (len(chosen), *([1] * (h.ndim - 2)))
-            h[torch.arange(len(chosen)), :, chosen] = values.view(shape).to(h.dtype)
-            return h.flatten(0, 1)
+            copies = h.clone().view(len(chosen), batch, *h.shape[1:])
+            _clamp_copies(copies, chosen, values)
+            return copies.flatten(0, 1)
 
         handle = layer.tap.register_forward_hook(hook)
         try:
@@ -109,8 +120,7 @@ def clamp_shocks_repeating_input(
             clamped = model(repeated).view(len(part), batch, -1)
         finally:
             handle.remove()
-        l1[part] = (clamped - z).abs().sum(-1).mean(-1)
-        kl[part] = (logp.exp() * (logp - F.log_softmax(clamped, dim=-1))).sum(-1).mean(-1)
+        l1[part], kl[part] = _shocks(clamped, z, logp)
     return l1, kl
 
 
