@@ -116,6 +116,18 @@ def _add_cifar_options(experiments) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
 
 
+def _add_spec_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=_override,
+        metavar="FIELD=VALUE",
+        help="replace a fixed field of the spec, e.g. --set data=/data/mnist (repeatable)",
+    )
+
+
 def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
@@ -231,15 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a spec's stages on Ray Tune: sweep, select, final")
     sweep.add_argument("spec", help="a YAML spec file or a preset (plasticity list presets)")
     sweep.add_argument("--stage", choices=[*STAGES, "all"], default="all")
-    sweep.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        type=_override,
-        metavar="FIELD=VALUE",
-        help="replace a fixed field of the spec, e.g. --set data=/data/mnist (repeatable)",
-    )
+    _add_spec_overrides(sweep)
     sweep.add_argument("--out", default="results", help="folder or URI (s3://...) for results")
     _add_ray_options(sweep)
 
@@ -259,10 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", required=True, help="results location every node sees: s3://bucket/prefix"
     )
     submit.add_argument("--stage", choices=[*STAGES, "all"], default="all")
-    submit.add_argument(
-        "--set", dest="overrides", action="append", default=[], type=_override,
-        metavar="FIELD=VALUE", help="replace a fixed field of the spec (repeatable)",
-    )  # fmt: skip
+    _add_spec_overrides(submit)
 
     logs = sub.add_parser("logs", help="the log of a submitted job")
     logs.add_argument("job", help="the job id printed by `plasticity submit`")
@@ -273,10 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--cluster", help="a cluster-launcher YAML: wall time on its max workers")
     plan.add_argument("--workers", type=int, help="wall time on this many worker nodes")
     plan.add_argument("--bench", help="a `plasticity bench --json` file measured on the workers")
-    plan.add_argument(
-        "--set", dest="overrides", action="append", default=[], type=_override,
-        metavar="FIELD=VALUE", help="replace a fixed field of the spec (repeatable)",
-    )  # fmt: skip
+    _add_spec_overrides(plan)
 
     demo = sub.add_parser("demo", help="a small real sweep -> select -> final on embedded MNIST")
     demo.add_argument("--out", default="results", help="folder or URI for results")
