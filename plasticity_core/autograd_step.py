@@ -23,8 +23,12 @@ from plasticity_core.step import LayerTaps, TrainingStep
 class AutogradStep(TrainingStep):
     """Callable `(x [B, ...], y [B]) -> None` for models with `unit_layers()`."""
 
-    def __init__(self, model: nn.Module, needs: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, model: nn.Module, needs: frozenset[str] = frozenset(), train: bool = True
+    ) -> None:
+        """`train=False` computes only the taps (e.g. an assay): no parameter gradients."""
         super().__init__(model, needs)
+        self.parameter_grads = train
         self._seen: list[torch.Tensor] | None = None  # a list only while a step runs
         self._hooks = [
             layer.tap.register_forward_hook(self._record) for layer in model.unit_layers()
@@ -49,13 +53,15 @@ class AutogradStep(TrainingStep):
         losses = F.cross_entropy(z, y, reduction="none")
         batch = len(y)
         extra = "target_grad" in self.needs or "logits_grad" in self.needs
-        wanted = self.params + (hs if "loss_grad" in self.needs else [])
-        grads = torch.autograd.grad(losses.mean(), wanted, retain_graph=extra)
-        for buffer, g in zip(self.grads, grads, strict=False):
-            buffer.copy_(g)
+        params = self.params if self.parameter_grads else []
+        wanted = params + (hs if "loss_grad" in self.needs else [])
+        grads = torch.autograd.grad(losses.mean(), wanted, retain_graph=extra) if wanted else ()
+        if params:
+            for buffer, g in zip(self.grads, grads[: len(params)], strict=True):
+                buffer.copy_(g)
         fields: dict[str, list[torch.Tensor]] = {}
         if "loss_grad" in self.needs:  # of each example's own loss: B x d(mean)/dh
-            fields["loss_grad"] = [g * batch for g in grads[len(self.params) :]]
+            fields["loss_grad"] = [g * batch for g in grads[len(params) :]]
         if "target_grad" in self.needs:
             target = z.gather(1, y[:, None]).sum()
             fields["target_grad"] = list(

@@ -143,7 +143,7 @@ def assay(
     was_training = model.training
     model.eval()
     layers = model.unit_layers()
-    step = AutogradStep(model, frozenset(TAPS))
+    step = AutogradStep(model, frozenset(TAPS), train=False)
     try:
         references = _calibration_means(model, step, x_cal, y_cal)
         totals: dict[str, list[torch.Tensor]] = {n: [0.0] * len(layers) for n in UTILITIES}
