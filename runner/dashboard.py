@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 from plasticity_core.errors import DataError
 from runner.aggregate import FACETS, curve_label, curve_stats, relative_to_baseline
 from runner.assay import mean_se
-from runner.results import read_table
+from runner.results import read_results, read_table
 from runner.storage import Folder
 
 SINGLE_RUNS = ("permuted-mnist", "continuous-cifar100")
@@ -113,7 +113,7 @@ def _read_all(files: list[Folder], sources: Sources) -> pd.DataFrame:
 
 
 def _load_experiment(folder: Folder, sources: Sources) -> dict:
-    from runner.results import read_results
+    # Imported here: they import Ray, which a page of run/assay outputs never needs.
     from runner.status import stage_status
     from runner.sweep import load_folder_spec
 
