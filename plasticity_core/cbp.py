@@ -13,8 +13,9 @@ host/device synchronisation in the step.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -28,6 +29,7 @@ from plasticity_core.utility import (
     batch_axes,
     in_magnitude,
     out_magnitude,
+    positions,
 )
 
 
@@ -126,22 +128,21 @@ class ContinualBackprop:
         # step (c <- eta * c + 1 - eta), which costs two ops instead of a pow over all ages.
         self.born = torch.zeros(total, device=w.device, dtype=torch.long)
         self.correction = torch.zeros(total, device=w.device, dtype=w.dtype)
+        self._ones = torch.ones_like(self.correction)
         self.activation_ema = torch.zeros_like(self.correction)
         self.utility_ema = torch.zeros_like(self.correction)
-        self._batch_mean = torch.zeros_like(self.correction)
+        # Per step, every layer's batch sums and utility sums land in slices of flat vectors,
+        # so the EMAs, the 1/count and the weight magnitudes are a few ops over all units.
+        self._batch_sum = torch.zeros_like(self.correction)
         self._score = torch.zeros_like(self.correction)
         self._reference = torch.zeros_like(self.correction)
-        # Per-layer views and weights, looked up once: the step runs millions of times.
-        self._views = [
-            (
-                self._batch_mean[sl],
-                self._score[sl],
-                self._reference[sl],
-                layer.incoming.weight,
-                layer.outgoing.weight,
-            )
+        # Per-layer views and utility inputs, built once: the step runs millions of times.
+        self._views = [(self._batch_sum[sl], self._score[sl], sl) for sl in self.slices]
+        self._inputs = [
+            UtilityInputs(None, self._reference[sl], layer.incoming.weight,  # taps: per step
+                          layer.outgoing.weight, generator)
             for layer, sl in zip(self.layers, self.slices, strict=True)
-        ]
+        ]  # fmt: skip
         # Weight magnitudes for the utilities that read them, taken once per weight matrix
         # per step into preallocated buffers: a matrix is one layer's outgoing and the next
         # layer's incoming, and a fresh |W| of the 784-wide first layer per step is costly.
@@ -182,19 +183,20 @@ class ContinualBackprop:
         """Update ages, references and utilities, then replace units; returns the count."""
         eta = self.config.decay
         self.steps += 1
-        self.correction.mul_(eta).add_(1 - eta)
-        for (batch_mean, *_), tap in zip(self._views, taps, strict=True):
-            torch.mean(tap.h, batch_axes(tap.h), out=batch_mean)
-        self.activation_ema.lerp_(self._batch_mean, 1 - eta)
+        self.correction.lerp_(self._ones, 1 - eta)  # c <- eta * c + 1 - eta
+        counts = [positions(tap.h) for tap in taps]
+        for (batch_sum, _, _), tap in zip(self._views, taps, strict=True):
+            torch.sum(tap.h, batch_axes(tap.h), out=batch_sum)
+        self._update_ema(self.activation_ema, self._batch_sum, counts)
         # Every age is >= 1 here, so the correction is > 0.
         reference = torch.div(self.activation_ema, self.correction, out=self._reference)
-        magnitudes = self._magnitudes.update()
-        for (_, score, r, w_in, w_out), tap, (m_in, m_out) in zip(
-            self._views, taps, magnitudes, strict=True
-        ):
-            inputs = UtilityInputs(tap, r, w_in, w_out, self.generator, m_in, m_out)
-            score.copy_(self.utility.fn(inputs))
-        self.utility_ema.lerp_(self._score, 1 - eta)
+        for (_, score, _), inputs, tap in zip(self._views, self._inputs, taps, strict=True):
+            inputs.taps = tap
+            if inputs.scratch is None or inputs.scratch.shape != tap.h.shape:
+                inputs.scratch = torch.empty_like(tap.h)
+            self.utility.batch_sum(inputs, score)
+        self._magnitudes.weigh(self._score)
+        self._update_ema(self.utility_ema, self._score, counts if self.utility.averaged else None)
 
         resets = 0
         for i in range(len(self.layers)):
@@ -207,6 +209,18 @@ class ContinualBackprop:
                 self.counts[i] += k
                 resets += k
         return resets
+
+    def _update_ema(self, ema: torch.Tensor, sums: torch.Tensor, counts: list[int] | None) -> None:
+        """ema <- eta * ema + (1 - eta) * sums / count, per layer's count (None: no count)."""
+        weight = 1 - self.config.decay
+        if counts is None:
+            ema.lerp_(sums, weight)
+        elif all(c == counts[0] for c in counts):  # MLPs: fold the mean into the update
+            ema.mul_(self.config.decay).add_(sums, alpha=weight / counts[0])
+        else:  # conv layers differ in spatial size
+            for (_, _, sl), count in zip(self._views, counts, strict=True):
+                sums[sl].div_(count)
+            ema.lerp_(sums, weight)
 
     def _replace(self, layer: int, k: int, reference: torch.Tensor) -> None:
         sl = self.slices[layer]
@@ -245,39 +259,57 @@ class ContinualBackprop:
 
 
 class _MagnitudePlan:
-    """sum_j |w_in[i, j]| and sum_k |w_out[k, i]| of every layer's units, refreshed once
-    per step: |W| of each distinct weight matrix goes into a preallocated buffer and is
-    reduced for every layer that reads it."""
+    """sum_j |w_in[i, j]| and sum_k |w_out[k, i]| of every layer's units in flat vectors,
+    refreshed once per step: |W| of each distinct weight matrix goes into a preallocated
+    buffer and is reduced for every layer that reads it."""
 
     def __init__(self, layers, slices, which: frozenset[str]) -> None:
-        total = slices[-1].stop
         w = layers[0].incoming.weight
-        self.flat = {
-            kind: torch.zeros(total, device=w.device, dtype=w.dtype) for kind in sorted(which)
-        }
-        matrices: dict[int, list] = {}
-        for layer, sl in zip(layers, slices, strict=True):
-            for kind, weight in (("in", layer.incoming.weight), ("out", layer.outgoing.weight)):
-                if kind in which:
-                    entry = matrices.setdefault(id(weight), [weight, torch.empty_like(weight), []])
-                    ones = weight.new_ones(weight.shape[0]) if weight.ndim == 2 else None
-                    entry[2].append((kind, self.flat[kind][sl], ones))
-        self.matrices = list(matrices.values())
-        self.per_layer = [
-            (self.flat["in"][sl] if "in" in which else None,
-             self.flat["out"][sl] if "out" in which else None)
-            for sl in slices
-        ]  # fmt: skip
+        total = slices[-1].stop
 
-    def update(self) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
-        for weight, absolute, readers in self.matrices:
+        def flat(kind: str) -> torch.Tensor | None:
+            return torch.zeros(total, device=w.device, dtype=w.dtype) if kind in which else None
+
+        self.flat_in, self.flat_out = flat("in"), flat("out")
+        readers: dict[int, tuple[torch.Tensor, list]] = {}
+        for layer, sl in zip(layers, slices, strict=True):
+            for weight, target, reduction in (
+                (layer.incoming.weight, self.flat_in, _row_sums),
+                (layer.outgoing.weight, self.flat_out, _column_sums),
+            ):
+                if target is not None:
+                    readers.setdefault(id(weight), (weight, []))[1].append((reduction, target[sl]))
+        # One |W| buffer serves every matrix in turn (it is reduced right away): half the
+        # memory traffic of a buffer per matrix, which measurably thrashed the cache.
+        largest = max((weight.numel() for weight, _ in readers.values()), default=0)
+        buffer = torch.empty(largest, device=w.device, dtype=w.dtype)
+        self.matrices = []
+        for weight, reads in readers.values():
+            absolute = buffer[: weight.numel()].view(weight.shape)
+            reductions = [reduction(absolute, target) for reduction, target in reads]
+            self.matrices.append((weight, absolute, reductions))
+
+    def weigh(self, score: torch.Tensor) -> None:
+        """score [all units] *= sum |w_out| and /= sum |w_in|, as far as the utility reads them."""
+        for weight, absolute, reductions in self.matrices:
             torch.abs(weight, out=absolute)
-            for kind, target, ones in readers:
-                if kind == "in":
-                    in_magnitude(absolute, out=target)
-                else:
-                    out_magnitude(absolute, out=target, ones=ones)
-        return self.per_layer
+            for reduce in reductions:
+                reduce()
+        if self.flat_out is not None:
+            score.mul_(self.flat_out)
+        if self.flat_in is not None:
+            score.div_(self.flat_in)
+
+
+def _row_sums(absolute: torch.Tensor, target: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return partial(in_magnitude, absolute, out=target)
+
+
+def _column_sums(absolute: torch.Tensor, target: torch.Tensor) -> Callable[[], torch.Tensor]:
+    if absolute.ndim == 2:  # the transposed view and the ones vector made once, not per step
+        ones = absolute.new_ones(absolute.shape[0])
+        return partial(torch.mv, absolute.t(), ones, out=target)
+    return partial(out_magnitude, absolute, out=target)
 
 
 def _bias_corrected(ema: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:

@@ -172,7 +172,7 @@ class MLPStep(TrainingStep):
             layer = self._layers[i]
             g_h = torch.mm(g, weight)  # [rows, units]
             taps.append(self._taps(post[i], g_h, batch) if self.needs else LayerTaps(post[i]))
-            g_a = g_h.view(-1, batch, g_h.shape[1]) * act.derivative(pre[i], post[i])
+            g_a = act.backward(g_h.view(-1, batch, g_h.shape[1]), pre[i], post[i])
             norm = layer.norm
             if norm is not None:
                 a_hat, rstd = norm_stats.pop()
