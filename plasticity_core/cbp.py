@@ -125,7 +125,7 @@ class ContinualBackprop:
         w = self.layers[0].incoming.weight
         total = sum(sizes)
         # Ages are steps - born; the bias corrections 1 - eta^age are updated in place each
-        # step (c <- eta * c + 1 - eta), which costs two ops instead of a pow over all ages.
+        # step (c <- eta * c + 1 - eta, a lerp toward ones), one op instead of a pow over ages.
         self.born = torch.zeros(total, device=w.device, dtype=torch.long)
         self.correction = torch.zeros(total, device=w.device, dtype=w.dtype)
         self._ones = torch.ones_like(self.correction)
@@ -183,7 +183,7 @@ class ContinualBackprop:
         """Update ages, references and utilities, then replace units; returns the count."""
         eta = self.config.decay
         self.steps += 1
-        self.correction.lerp_(self._ones, 1 - eta)  # c <- eta * c + 1 - eta
+        self.correction.lerp_(self._ones, 1 - eta)
         counts = [positions(tap.h) for tap in taps]
         for (batch_sum, _, _), tap in zip(self._views, taps, strict=True):
             torch.sum(tap.h, batch_axes(tap.h), out=batch_sum)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from plasticity_core.autograd_step import AutogradStep
-from plasticity_core.cbp import reset_units
+from plasticity_core.cbp import CBPConfig, ContinualBackprop, reset_units
 from plasticity_core.models.resnet import ResNet, resnet8, resnet18
 from plasticity_core.optim import SGD
 from plasticity_core.utility import UTILITIES, UtilityInputs
@@ -190,3 +190,29 @@ def test_channel_reset_touches_only_its_slices_of_optimizer_state_and_bn_statist
             torch.testing.assert_close(new, old - column.sum((1, 2)) * 0.2)
         else:
             torch.testing.assert_close(new, old, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["mc_adaptable", "gxd"])
+def test_cbp_averages_each_layer_over_its_own_spatial_size(name):
+    """The two blocks see 8x8 and 4x4 maps: CBP's reference and utility EMAs must match
+    per-layer EMAs of the channel means and of the utility's own per-layer score."""
+    model = tiny_resnet()
+    utility = UTILITIES.get(name)
+    eta = 0.9
+    cbp = ContinualBackprop(model.unit_layers(), utility, None, CBPConfig(0.0, 1000, eta), None)
+    step = AutogradStep(model, utility.needs)
+    f = [0.0, 0.0]
+    u = [0.0, 0.0]
+    for t in range(1, 4):
+        step(*images(seed=t))
+        assert step.taps[0].h.shape[2:] != step.taps[1].h.shape[2:]
+        for i, (tap, layer) in enumerate(zip(step.taps, model.unit_layers(), strict=True)):
+            f[i] = eta * f[i] + (1 - eta) * tap.h.mean((0, 2, 3))
+            inputs = UtilityInputs(
+                tap, f[i] / (1 - eta**t), layer.incoming.weight, layer.outgoing.weight
+            )
+            u[i] = eta * u[i] + (1 - eta) * utility.fn(inputs)
+        cbp.after_step(step.taps)
+        for i, sl in enumerate(cbp.slices):
+            torch.testing.assert_close(cbp.reference()[sl], f[i] / (1 - eta**t))
+            torch.testing.assert_close(cbp.corrected_utility()[sl], u[i] / (1 - eta**t))
