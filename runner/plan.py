@@ -22,10 +22,11 @@ from runner.spec import SweepSpec
 
 REFERENCE = {"model": (256, 256, 256, 256), "inputs": 784, "classes": 10, "batch": 64}
 CPU_US_PER_STEP = {
-    "bp": 968, "cbp:activation": 1129, "cbp:contribution": 1215, "cbp:mc_adaptable": 1340,
-    "cbp:loss_gradient": 1179, "cbp:gxi": 1270, "cbp:gxd": 1292, "cbp:gxd_all": 2274,
+    "bp": 912, "cbp:activation": 1043, "cbp:contribution": 1108, "cbp:mc_adaptable": 1220,
+    "cbp:loss_gradient": 1124, "cbp:gxi": 1219, "cbp:gxd": 1217, "cbp:gxd_all": 2337,
 }  # fmt: skip
-"""us per step of `plasticity bench` on the reference MLP, measured with 2 threads."""
+"""us per step of `plasticity bench` on the reference MLP, measured with 2 threads (README
+Speed: the 256x4 rerun, whose batch-64 windows spread 1-5%)."""
 REFERENCE_THREADS = 2
 TASK_OVERHEAD_S = 0.03
 """Per task: test-set evaluation and the diagnostics (0.025 s measured, probe 2,000)."""
