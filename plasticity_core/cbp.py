@@ -279,8 +279,8 @@ class _MagnitudePlan:
             ):
                 if target is not None:
                     readers.setdefault(id(weight), (weight, []))[1].append((reduction, target[sl]))
-        # One |W| buffer serves every matrix in turn (it is reduced right away): half the
-        # memory traffic of a buffer per matrix, which measurably thrashed the cache.
+        # One |W| buffer serves every matrix in turn (it is reduced right away): a smaller
+        # working set than a buffer per matrix (CBP's bookkeeping timed alone: 216 -> 200 us).
         largest = max((weight.numel() for weight, _ in readers.values()), default=0)
         buffer = torch.empty(largest, device=w.device, dtype=w.dtype)
         self.matrices = []

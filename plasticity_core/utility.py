@@ -133,23 +133,12 @@ def utility(
     return add
 
 
-@utility("activation", description="mean |h|: local expression")
-def activation(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
-    return _unit_sum(_abs(u.taps.h, u), out)
-
-
+# Activation and contribution share their term, as do the two mean-corrected ones: they
+# differ only in the weight magnitudes the score is completed with.
 @utility("contribution", description="mean |h| * sum_k |w_out|  (Eq. 11)", magnitudes=("out",))
-def contribution(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
+@utility("activation", description="mean |h|: local expression")
+def absolute_activation(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
     return _unit_sum(_abs(u.taps.h, u), out)
-
-
-@utility(
-    "mc_contribution",
-    description="mean |h - r| * sum_k |w_out|: mean-corrected",
-    magnitudes=("out",),
-)
-def mc_contribution(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
-    return _unit_sum(_displacement(u).abs_(), out)
 
 
 @utility(
@@ -157,7 +146,12 @@ def mc_contribution(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
     description="mean |h - r| * sum_k |w_out| / sum_j |w_in|  (Eq. 12)",
     magnitudes=("out", "in"),
 )
-def mc_adaptable(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
+@utility(
+    "mc_contribution",
+    description="mean |h - r| * sum_k |w_out|: mean-corrected",
+    magnitudes=("out",),
+)
+def absolute_displacement(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
     return _unit_sum(_displacement(u).abs_(), out)
 
 
