@@ -8,22 +8,14 @@ import pytest
 
 from runner.select import SelectionError, format_selection, select_best, trial_score
 from runner.spec import parse_spec
+from tests.runner.specs import tiny_spec_document
 
 # Grid order: (contribution, 0.01), (contribution, 0.1), (gxd, 0.01), (gxd, 0.1).
 C01, C1, G01, G1 = range(4)
 
 
 def _spec(**changes):
-    data = {
-        "name": "tiny",
-        "experiment": "permuted-mnist",
-        "fixed": {"tasks": 3, "hidden": [8]},
-        "grid": {"method": ["cbp"], "utility": ["contribution", "gxd"], "lr": [0.01, 0.1]},
-        "seeds": {"sweep": 2, "final": 2},
-        "select": {"per": ["utility"]},
-    }
-    data.update(changes)
-    return parse_spec(data)
+    return parse_spec(tiny_spec_document(**changes))
 
 
 def _trial_id(spec, config: int, seed: int) -> str:

@@ -6,6 +6,7 @@ import yaml
 from plasticity_core.errors import ConfigError
 from runner.cli import main
 from runner.spec import SpecError, SweepSpec, load_spec, parse_spec, presets
+from tests.runner.specs import tiny_spec_document as _spec
 
 PRESETS = [
     "ccifar-quick",
@@ -15,20 +16,6 @@ PRESETS = [
     "pmnist-layernorm",
     "pmnist-quick",
 ]
-
-
-def _spec(**changes) -> dict:
-    """A small valid spec document; `changes` replace top-level keys."""
-    data = {
-        "name": "tiny",
-        "experiment": "permuted-mnist",
-        "fixed": {"tasks": 3, "hidden": [8]},
-        "grid": {"method": ["cbp"], "utility": ["contribution", "gxd"], "lr": [0.01, 0.1]},
-        "seeds": {"sweep": 2, "final": 2},
-        "select": {"per": ["utility"]},
-    }
-    data.update(changes)
-    return data
 
 
 def _problems(data: dict) -> list[str]:
