@@ -1,0 +1,45 @@
+"""Rows of fixed seeds are bit-identical to those the code wrote before the experiments
+shared one task loop (tests/core/golden_rows.json, written by the code of commit 8b5e77a).
+Every column is compared exactly except timings and the code version."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from plasticity_core.experiments.continuous_cifar import ContinuousCIFARConfig
+from plasticity_core.experiments.continuous_cifar import run as run_cifar
+from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig
+from plasticity_core.experiments.permuted_mnist import run as run_mnist
+
+GOLDEN = json.loads((Path(__file__).parent / "golden_rows.json").read_text())
+CASES = {
+    "pmnist-cbp-gxd": lambda: run_mnist(PermutedMNISTConfig(
+        tasks=2, hidden=(32, 32), lr=0.03, replacement_rate=1e-2, maturity=10, seed=3,
+        probe_size=200, head_reset_every=1)),
+    "pmnist-redo-adam": lambda: run_mnist(PermutedMNISTConfig(
+        tasks=2, hidden=(32,), method="redo", reset_every=20, optimizer="adam", lr=1e-3,
+        norm="layer", activation="silu", seed=1, probe_size=0)),
+    "pmnist-l2-momentum": lambda: run_mnist(PermutedMNISTConfig(
+        tasks=2, hidden=(16, 16), method="l2", weight_decay=1e-3, momentum=0.9, seed=2)),
+    "ccifar-cbp": lambda: run_cifar(ContinuousCIFARConfig(
+        tasks=2, epochs_per_task=1, batch_size=50, replacement_rate=1e-2, maturity=5,
+        augment=True, seed=4)),
+}  # fmt: skip
+UNSTABLE = {"seconds", "diagnostics_seconds", "code_version"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rows_of_a_fixed_seed_equal_the_golden_rows(case):
+    torch.set_num_threads(1)
+    rows = list(CASES[case]())
+    golden = GOLDEN[case]
+    assert len(rows) == len(golden)
+    for row, expected in zip(rows, golden, strict=True):
+        assert _stable(row) == _stable(expected)
+
+
+def _stable(row: dict) -> dict:
+    """The row without timings; NaN as a marker, since NaN != NaN."""
+    return {k: "NaN" if v != v else v for k, v in row.items() if k not in UNSTABLE}
