@@ -13,11 +13,15 @@ logits / losses: each example's own gradient plus cross terms of order 1/B.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plasticity_core.step import LayerTaps, TrainingStep
+from plasticity_core.models.units import forward_hooks
+from plasticity_core.step import TrainingStep
+from plasticity_core.taps import LayerTaps
 
 
 class AutogradStep(TrainingStep):
@@ -30,9 +34,11 @@ class AutogradStep(TrainingStep):
         super().__init__(model, needs)
         self.parameter_grads = train
         self._seen: list[torch.Tensor] | None = None  # a list only while a step runs
-        self._hooks = [
-            layer.tap.register_forward_hook(self._record) for layer in model.unit_layers()
-        ]
+        # The hooks outlive any one `with` block: they stay until `close`.
+        self._hooks = ExitStack()
+        self._hooks.enter_context(
+            forward_hooks((layer.tap, self._record) for layer in model.unit_layers())
+        )
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         if self._seen is not None:
@@ -40,8 +46,7 @@ class AutogradStep(TrainingStep):
 
     def close(self) -> None:
         """Removes the hooks from the model."""
-        for hook in self._hooks:
-            hook.remove()
+        self._hooks.close()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self._seen = []

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from plasticity_core.models.units import forward_hooks
+
 DEFINITIONS_VERSION = "1"
 SRANK_DELTA = 0.01
 
@@ -129,15 +131,12 @@ def network_diagnostics(model: torch.nn.Module, x: torch.Tensor, tau: float) -> 
     Features are read at each resettable layer's tap (any model with `unit_layers()`);
     weights are every parameter with more than one axis, in registration order."""
     features: list[torch.Tensor] = []
-    hooks = [
-        layer.tap.register_forward_hook(lambda module, inputs, h: features.append(h.flatten(1)))
-        for layer in model.unit_layers()
-    ]
-    try:
+
+    def record(module, inputs, h):
+        features.append(h.flatten(1))
+
+    with forward_hooks((layer.tap, record) for layer in model.unit_layers()):
         model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
     row = layer_diagnostics(features, tau)
     weights = [p for p in model.parameters() if p.ndim > 1]
     per_layer, overall = weight_magnitude(weights)

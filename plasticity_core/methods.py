@@ -1,7 +1,7 @@
 """Plasticity methods behind one interface: hooks around each optimizer step.
 
 Selection rule, utility and reset operator are separate: `cbp` ranks by any utility,
-`redo`/`regrama` threshold any utility, and all reset through `cbp.reset_units`.
+`redo`/`regrama` threshold any utility, and all reset through `reset.reset_units`.
 
 `before_step` may change the gradients (L2); `after_step` may change the parameters after
 the update (CBP resets, shrink-and-perturb) and returns how many units it reset.
@@ -9,6 +9,7 @@ the update (CBP resets, shrink-and-perturb) and returns how many units it reset.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,54 +18,71 @@ import torch
 
 from plasticity_core.cbp import CBPConfig, ContinualBackprop
 from plasticity_core.errors import ConfigError
+from plasticity_core.fields import option
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
 from plasticity_core.registry import Registry
-from plasticity_core.step import LayerTaps
+from plasticity_core.taps import LayerTaps
 from plasticity_core.threshold_reset import ThresholdReset
 from plasticity_core.utility import UTILITIES
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    name: str = "cbp"
-    utility: str = ""
-    """Which utility drives the method's resets (cbp, redo, regrama); '' = the method's
-    default, 'none' for methods without resets."""
-    replacement_rate: float = 1e-4
+    """The method's fields, declared once: every experiment config extends this class, so
+    its command line, spec schema and rows carry them under these names."""
+
+    method: str = option("cbp", group="method", choices=lambda: METHODS.names())
+    """The plasticity method (see `plasticity list methods`)."""
+    utility: str = option("", group="method")
+    """Utility that ranks units for cbp, redo and regrama (see `plasticity list
+    utilities`); '' = the method's own default (cbp: gxd, redo: activation, regrama:
+    loss_gradient). Methods that reset no units read none."""
+    replacement_rate: float = option(1e-4, group="method")
     """cbp: fraction of a layer's mature units replaced per step (accumulated)."""
-    maturity: int = 100
+    maturity: int = option(100, group="method")
     """cbp: steps before a unit may be replaced."""
-    utility_decay: float = 0.99
+    utility_decay: float = option(0.99, group="method")
     """cbp: decay of the utility and reference EMAs."""
-    weight_decay: float = 1e-4
-    """l2: lambda of the penalty lambda/2 * ||w||^2 added to the loss."""
-    l2_init: float = 1e-4
+    weight_decay: float = option(1e-4, group="method")
+    """l2: lambda of the penalty lambda/2 * ||w||^2 (g += lambda * w)."""
+    l2_init: float = option(1e-4, group="method")
     """l2_init: lambda of lambda/2 * ||w - w_0||^2 (Kumar et al. 2023)."""
-    shrink: float = 1e-4
+    shrink: float = option(1e-4, group="method")
     """shrink_perturb: fraction of every weight removed per step."""
-    noise_std: float = 1e-3
+    noise_std: float = option(1e-3, group="method")
     """shrink_perturb: std of the Gaussian noise added to every weight per step."""
-    dormant_threshold: float = 0.025
-    """redo, regrama: tau; a unit is reset when its utility / layer mean <= tau."""
-    reset_every: int = 1000
+    dormant_threshold: float = option(0.025, group="method")
+    """redo, regrama: tau; a unit is reset when its utility / layer mean <= tau. Also the
+    tau of the dormant_fraction diagnostic."""
+    reset_every: int = option(1000, group="method")
     """redo, regrama: optimizer steps between threshold checks."""
 
     def __post_init__(self) -> None:
-        spec = METHODS.get(self.name)
-        if spec.default_utility is None:
-            object.__setattr__(self, "utility", "none")
-        else:
-            object.__setattr__(self, "utility", self.utility or spec.default_utility)
-            UTILITIES.get(self.utility)
+        spec = METHODS.get(self.method)
+        if spec.default_utility is None and self.utility not in ("", "none"):
+            raise ConfigError(
+                f"method {self.method} reads no utility, got utility {self.utility!r}; drop "
+                "it, or choose a method that resets units (cbp, redo, regrama)"
+            )
+        if spec.default_utility is not None:
+            UTILITIES.get(self.resolved_utility)
         self.cbp()
         for name in ("weight_decay", "l2_init", "noise_std", "dormant_threshold"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         if not 0 <= self.shrink < 1:
             raise ConfigError(f"shrink must be in [0, 1), got {self.shrink}")
         if self.reset_every < 1:
             raise ConfigError(f"reset_every must be >= 1 step, got {self.reset_every}")
+
+    @property
+    def resolved_utility(self) -> str:
+        """The utility the method uses: the one given, else the method's default; 'none'
+        for methods that reset no units. The only place the default is resolved."""
+        default = METHODS.get(self.method).default_utility
+        return "none" if default is None else (self.utility or default)
 
     def cbp(self) -> CBPConfig:
         return CBPConfig(self.replacement_rate, self.maturity, self.utility_decay)
@@ -72,7 +90,7 @@ class MethodConfig:
 
 class Method(Protocol):
     needs: frozenset[str]
-    """Taps (see step.TAPS) the method reads in after_step."""
+    """Taps (see taps.TAPS) the method reads in after_step."""
 
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None: ...
 
@@ -178,7 +196,7 @@ class MethodSpec:
 
 
 def _threshold(cfg: MethodConfig, layers, opt, gen) -> ThresholdReset:
-    utility = UTILITIES.get(cfg.utility)
+    utility = UTILITIES.get(cfg.resolved_utility)
     return ThresholdReset(layers, utility, opt, cfg.dormant_threshold, cfg.reset_every, gen)
 
 
@@ -208,7 +226,7 @@ METHODS.add(
     "cbp",
     MethodSpec(
         lambda cfg, layers, opt, gen: ContinualBackprop(
-            layers, UTILITIES.get(cfg.utility), opt, cfg.cbp(), gen
+            layers, UTILITIES.get(cfg.resolved_utility), opt, cfg.cbp(), gen
         ),
         "gxd",
         "continual backprop: replace the lowest-utility mature units (Algorithm 1)",
@@ -231,4 +249,4 @@ def build_method(
     generator: torch.Generator,
 ) -> Method:
     """Instantiate the method named by `config` for a model's unit layers and optimizer."""
-    return METHODS.get(config.name).build(config, layers, optimizer, generator)
+    return METHODS.get(config.method).build(config, layers, optimizer, generator)

@@ -1,7 +1,7 @@
 """Reset shock: what clamping one unit to its reference does to the output (paper §5.1).
 
 A unit i is clamped, h_i(x) <- r_i, with every parameter unchanged; for a network without
-normalisation this is exactly what the CBP reset does to the function (`cbp.reset_units`).
+normalisation this is exactly what the CBP reset does to the function (`reset.reset_units`).
 The realized shock on probe inputs is the mean logit L1 distance ||z - z[i->r_i]||_1 and the
 mean KL(softmax z || softmax z[i->r_i]).
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from plasticity_core.models.units import UnitLayer
+from plasticity_core.models.units import UnitLayer, forward_hooks
 
 CHUNK_ELEMENTS = 1 << 24
 """Upper bound on elements of one repeated activation tensor (64 MiB of float32)."""
@@ -40,11 +40,8 @@ def clamp_shocks(
     KL(softmax z || softmax z'), in logit units and nats.
     """
     seen: list[torch.Tensor] = []
-    handle = layer.tap.register_forward_hook(lambda module, inputs, h: seen.append(h))
-    try:
+    with forward_hooks([(layer.tap, lambda module, inputs, h: seen.append(h))]):
         z = model(x)
-    finally:
-        handle.remove()
     logp = F.log_softmax(z, dim=1)
     n_units, batch = layer.n_units, x.shape[0]
     chunk = max(1, min(n_units, CHUNK_ELEMENTS // seen[0].numel()))
@@ -52,11 +49,8 @@ def clamp_shocks(
     kl = torch.empty_like(l1)
     for start in range(0, n_units, chunk):
         units = torch.arange(start, min(start + chunk, n_units), device=z.device)
-        handle = layer.tap.register_forward_hook(_clamp_hook(units, reference[units]))
-        try:
+        with forward_hooks([(layer.tap, _clamp_hook(units, reference[units]))]):
             clamped = model(x).view(len(units), batch, -1)
-        finally:
-            handle.remove()
         l1[units], kl[units] = _shocks(clamped, z, logp)
     return l1, kl
 
@@ -114,12 +108,9 @@ def clamp_shocks_repeating_input(
             _clamp_copies(copies, chosen, values)
             return copies.flatten(0, 1)
 
-        handle = layer.tap.register_forward_hook(hook)
-        try:
+        with forward_hooks([(layer.tap, hook)]):
             repeated = x.unsqueeze(0).expand(len(part), *x.shape).flatten(0, 1)
             clamped = model(repeated).view(len(part), batch, -1)
-        finally:
-            handle.remove()
         l1[part], kl[part] = _shocks(clamped, z, logp)
     return l1, kl
 

@@ -15,7 +15,6 @@ check (tests/core/test_step.py) and the engine for conv nets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -23,23 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plasticity_core.models.mlp import MLP
-
-TAPS = ("loss_grad", "target_grad", "logits_grad")
-"""What a utility may ask for beyond h; see `LayerTaps`."""
-
-
-@dataclass
-class LayerTaps:
-    """What one step saw of one hidden layer; every tensor is [batch, units]."""
-
-    h: torch.Tensor
-    """Post-activation values."""
-    loss_grad: torch.Tensor | None = None
-    """Per-example gradient of that example's cross-entropy w.r.t. h."""
-    target_grad: torch.Tensor | None = None
-    """Gradient of the target logit z_y w.r.t. h."""
-    logits_grad: torch.Tensor | None = None
-    """sum over classes c of |dz_c/dh|."""
+from plasticity_core.taps import TAPS, LayerTaps
 
 
 class _Norm(NamedTuple):

@@ -2,7 +2,7 @@
 
 Every `every` optimizer steps, each hidden unit's utility on the current batch is normalised
 by its layer's mean, s_i = u_i / mean_k u_k, and every unit with s_i <= tau is reset by
-`cbp.reset_units` with reference 0: incoming weights resampled, outgoing weights zeroed
+`reset.reset_units` with reference 0: incoming weights resampled, outgoing weights zeroed
 without bias compensation (ReDo's rule), optimizer state of the touched slices zeroed.
 
 ReDo scores units by mean |h| (utility `activation`), ReGraMa by mean |dl/dh|
@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import torch
 
-from plasticity_core.cbp import reset_units
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
-from plasticity_core.step import LayerTaps
+from plasticity_core.reset import reset_units
+from plasticity_core.taps import LayerTaps
 from plasticity_core.utility import Utility, UtilityInputs, batch_axes
 
 

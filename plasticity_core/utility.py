@@ -1,7 +1,7 @@
 """Neuron-utility measures (paper Table 2, Eqs. 6, 8, 11, 12).
 
 A utility maps what one training step saw of a layer to one instantaneous score per unit;
-CBP keeps an EMA of it. Each declares the extra taps it needs (see `step.TAPS`), so the
+CBP keeps an EMA of it. Each declares the extra taps it needs (see `taps.TAPS`), so the
 engine runs only the backward rows that some utility will read.
 
 Every score has the same shape: the mean over examples (and spatial positions) of a
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from plasticity_core.registry import Registry
-from plasticity_core.step import LayerTaps
+from plasticity_core.taps import LayerTaps
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Utility:
     """(inputs, out) -> the per-example term summed over every axis but the unit axis
     [units], >= 0, written into `out` when given."""
     needs: frozenset[str]
-    """Extra taps of the step (see `step.TAPS`)."""
+    """Extra taps of the step (see `taps.TAPS`)."""
     description: str
     magnitudes: frozenset[str] = frozenset()
     """'out': the score is multiplied by sum_k |w_out|; 'in': divided by sum_j |w_in|."""

@@ -1,8 +1,6 @@
-"""Experiment protocols, by name."""
+"""Experiment protocols, by name: each module registers itself in EXPERIMENTS."""
 
-from plasticity_core.experiments import continuous_cifar, permuted_mnist
-from plasticity_core.registry import Registry
+from plasticity_core.experiments import continuous_cifar, permuted_mnist  # noqa: F401 (registers)
+from plasticity_core.experiments.registry import EXPERIMENTS, Experiment, StepCost
 
-EXPERIMENTS: Registry = Registry("experiment")
-EXPERIMENTS.add(permuted_mnist.NAME, permuted_mnist)
-EXPERIMENTS.add(continuous_cifar.NAME, continuous_cifar)
+__all__ = ["EXPERIMENTS", "Experiment", "StepCost"]

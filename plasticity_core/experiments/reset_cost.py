@@ -33,7 +33,8 @@ from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST, PermutedMNISTConfig
 from plasticity_core.models.mlp import check_architecture
 from plasticity_core.shock import clamp_shocks, shock_at, spearman
-from plasticity_core.step import TAPS, MLPStep
+from plasticity_core.step import MLPStep
+from plasticity_core.taps import TAPS
 from plasticity_core.utility import UTILITIES, UtilityInputs
 
 NAME = "reset-cost"
@@ -95,8 +96,9 @@ class ResetCostConfig:
             hidden=self.hidden,
             activation=activation,
             norm=self.norm,
+            # ema: CBP's references, never used to rank (bp: none tracked).
             method="cbp" if self.reference == "ema" else "bp",
-            utility="activation",
+            utility="activation" if self.reference == "ema" else "",
             replacement_rate=0.0,
             lr=self.lr,
             batch_size=self.batch_size,

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from plasticity_core.autograd_step import AutogradStep
+from plasticity_core.data.augment import augment
 from plasticity_core.data.cifar import load_images
 from plasticity_core.errors import ConfigError
-from plasticity_core.experiments.continuous_cifar import augment
 from plasticity_core.experiments.reset_cost import CheckpointResult, _numpy, _rows
 from plasticity_core.models.resnet import MODELS, ResNet, build_resnet
+from plasticity_core.models.units import forward_hooks
 from plasticity_core.optim import SGD
 from plasticity_core.shock import clamp_shocks_repeating_input
-from plasticity_core.step import TAPS
+from plasticity_core.taps import TAPS
 from plasticity_core.utility import UTILITIES, UtilityInputs
 
 CHUNK = 128
@@ -183,13 +184,9 @@ def _calibration_means(model, step, x_cal, y_cal) -> list[torch.Tensor]:
     sums = None
     for i in range(0, len(y_cal), CHUNK):
         seen = []
-        hooks = [u.tap.register_forward_hook(lambda m, args, h, s=seen: s.append(h))
-                 for u in model.unit_layers()]  # fmt: skip
-        try:
+        hooks = [(u.tap, lambda m, args, h, s=seen: s.append(h)) for u in model.unit_layers()]
+        with forward_hooks(hooks):
             model(x_cal[i : i + CHUNK])
-        finally:
-            for hook in hooks:
-                hook.remove()
         part = [h.sum((0, 2, 3)) for h in seen]
         sums = part if sums is None else [a + b for a, b in zip(sums, part, strict=True)]
     positions = [len(y_cal) * h.shape[2] * h.shape[3] for h in seen]

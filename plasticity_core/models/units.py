@@ -9,6 +9,8 @@ position in a `Sequential`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +26,8 @@ class UnitLayer:
     """Optional per-unit affine normalisation between `incoming` and the activation."""
     tap: nn.Module
     """The module whose output is the units' post-activation h: [batch, units, ...]. A forward
-    hook here reads or clamps the units (the assay, autograd-based engines)."""
+    hook here reads or clamps the units (the assay, autograd-based engines): see
+    `forward_hooks`."""
     outgoing: nn.Module
     """Consumes the units: `weight[:, i]` reads unit i."""
     gain: float
@@ -66,3 +69,23 @@ def kaiming_uniform_(weight: torch.Tensor, gain: float, generator: torch.Generat
     bound = gain * math.sqrt(3.0 / weight[0].numel())
     with torch.no_grad():
         weight.uniform_(-bound, bound, generator=generator)
+
+
+ForwardHook = Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]
+"""(module, inputs, output) -> None, or a tensor that replaces the module's output."""
+
+
+@contextmanager
+def forward_hooks(pairs: Iterable[tuple[nn.Module, ForwardHook]]) -> Iterator[None]:
+    """Register each (module, hook) of `pairs` as a forward hook for the `with` block.
+
+    The hooks are removed however the block ends: a hook left behind by an exception would
+    keep reading (or clamping) the units in every later forward of the model."""
+    handles = []
+    try:
+        for module, hook in pairs:
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

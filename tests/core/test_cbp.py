@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from plasticity_core.cbp import CBPConfig, ContinualBackprop, reset_units
+from plasticity_core.cbp import CBPConfig, ContinualBackprop
 from plasticity_core.errors import ConfigError
 from plasticity_core.optim import SGD, Adam
+from plasticity_core.reset import reset_units
 from plasticity_core.step import MLPStep
 from plasticity_core.utility import UTILITIES, UtilityInputs
 from tests.core.helpers import batch, forward_with_hidden, small_mlp

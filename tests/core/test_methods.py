@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
+from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig, run
 from plasticity_core.methods import MethodConfig
 from plasticity_core.optim import SGD
-from plasticity_core.step import LayerTaps, MLPStep
+from plasticity_core.step import MLPStep
+from plasticity_core.taps import LayerTaps
 from plasticity_core.threshold_reset import ThresholdReset, threshold_mask
 from plasticity_core.utility import UTILITIES
 from tests.core.helpers import batch, small_mlp
@@ -128,12 +130,19 @@ def test_every_method_writes_diagnostics_in_their_ranges(method):
 
 
 def test_default_utilities_follow_the_method():
-    assert MethodConfig("cbp").utility == "gxd"
-    assert MethodConfig("redo").utility == "activation"
-    assert MethodConfig("regrama").utility == "loss_gradient"
-    assert MethodConfig("redo", utility="gxd").utility == "gxd"
-    assert MethodConfig("bp", utility="gxd").utility == "none"
-    assert PermutedMNISTConfig(method="redo").utility == "activation"
+    assert MethodConfig("cbp").resolved_utility == "gxd"
+    assert MethodConfig("redo").resolved_utility == "activation"
+    assert MethodConfig("regrama").resolved_utility == "loss_gradient"
+    assert MethodConfig("redo", utility="gxd").resolved_utility == "gxd"
+    assert MethodConfig("bp").resolved_utility == "none"
+    config = PermutedMNISTConfig(method="redo")
+    assert config.utility == "" and config.hyperparameters()["utility"] == "activation"
+
+
+def test_a_utility_for_a_method_that_reads_none_is_an_error():
+    with pytest.raises(ConfigError, match="method bp reads no utility"):
+        MethodConfig("bp", utility="gxd")
+    assert MethodConfig("bp", utility="none").resolved_utility == "none"
 
 
 def test_head_reset_reinitialises_the_output_layer_at_task_boundaries():

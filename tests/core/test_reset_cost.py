@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 
-from plasticity_core.cbp import reset_units
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST
 from plasticity_core.experiments.reset_cost import ORACLE, ResetCostConfig, assay, run
+from plasticity_core.reset import reset_units
 from plasticity_core.utility import UTILITIES
 
 SMALL = dict(seeds=1, checkpoints=(0,), hidden=(48, 48), calibration=512, probe=256)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from plasticity_core.autograd_step import AutogradStep
-from plasticity_core.cbp import CBPConfig, ContinualBackprop, reset_units
+from plasticity_core.cbp import CBPConfig, ContinualBackprop
 from plasticity_core.models.resnet import ResNet, resnet8, resnet18
 from plasticity_core.optim import SGD
+from plasticity_core.reset import reset_units
 from plasticity_core.utility import UTILITIES, UtilityInputs
 
 

@@ -6,10 +6,11 @@ import torch
 from scipy import stats
 
 import plasticity_core.shock as shock
-from plasticity_core.cbp import reset_units
 from plasticity_core.models import MLP
+from plasticity_core.reset import reset_units
 from plasticity_core.shock import bottom_fraction, clamp_shocks, shock_at, spearman
-from plasticity_core.step import TAPS, MLPStep
+from plasticity_core.step import MLPStep
+from plasticity_core.taps import TAPS
 from plasticity_core.utility import UTILITIES, UtilityInputs
 from tests.core.helpers import batch, forward_with_hidden, small_mlp
 

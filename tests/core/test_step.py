@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from plasticity_core.models import ACTIVATIONS
-from plasticity_core.step import TAPS, MLPStep
+from plasticity_core.step import MLPStep
+from plasticity_core.taps import TAPS
 from tests.core.helpers import autograd_taps, batch, small_mlp
 
 ALL = [(a, n) for a in ACTIVATIONS.names() for n in ("none", "layer")]

@@ -144,7 +144,7 @@ def test_random_utility_is_uniform_and_reproducible():
 
 
 def test_each_utility_declares_only_known_taps():
-    from plasticity_core.step import TAPS
+    from plasticity_core.taps import TAPS
 
     assert UTILITIES.get("gxd").needs == {"target_grad"}
     assert UTILITIES.get("gxd_all").needs == {"logits_grad"}

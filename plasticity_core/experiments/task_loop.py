@@ -1,0 +1,246 @@
+"""The skeleton every task-sequence experiment shares; a protocol is a recipe of its
+differences (its data, model, step and what one task trains on).
+
+    seed streams -> model / optimizer / method / step
+    per task: the recipe's batches, each one step with the method's hooks around the
+    optimizer update -> divergence check -> test accuracy -> diagnostics -> one row
+    state_dict() at any task boundary, for a bit-identical continuation
+
+A recipe subclasses `TaskLoop` and names its config class (a `TaskConfig`), its seed
+streams, `load_data`, `build_model`, `build_step` and `start_task`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from plasticity_core.diagnostics import DEFINITIONS_VERSION, network_diagnostics
+from plasticity_core.errors import ConfigError, TrainingDiverged
+from plasticity_core.experiments import state as experiment_state
+from plasticity_core.fields import check_choices, option
+from plasticity_core.methods import MethodConfig, build_method
+from plasticity_core.optim import OPTIMIZERS, check_optimizer, make_optimizer
+from plasticity_core.provenance import code_version, config_hash
+
+
+@dataclass(frozen=True)
+class TaskConfig(MethodConfig):
+    """Fields every task-sequence experiment has; a recipe adds its own and may give
+    these other defaults."""
+
+    tasks: int = option(800)
+    """Number of tasks."""
+    seed: int = option(0)
+    """Seeds the network init, the resets and the example order."""
+    optimizer: str = option("sgd", group="optimizer", choices=lambda: OPTIMIZERS.names())
+    lr: float = option(0.01, group="optimizer")
+    """Learning rate."""
+    momentum: float = option(0.0, group="optimizer")
+    """SGD momentum (sgd only)."""
+    batch_size: int = option(64, group="optimizer")
+    """Examples per optimizer step."""
+    device: str = option("cpu")
+    """cpu, cuda or cuda:N."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tasks < 1 or self.batch_size < 1:
+            raise ConfigError(f"tasks and batch_size must be >= 1, got {self.tasks}, "
+                              f"{self.batch_size}")  # fmt: skip
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        check_optimizer(self.optimizer, self.lr, self.momentum)
+        check_choices(self)
+
+    def hyperparameters(self) -> dict:
+        """The columns describing the configuration in each row (the utility as the
+        method resolves it)."""
+        params = {k: _plain(v) for k, v in dataclasses.asdict(self).items()}
+        params["utility"] = self.resolved_utility
+        del params["device"]
+        return params
+
+    def config_hash(self) -> str:
+        """Names the configuration apart from its seed and length: seeds of one
+        configuration share it, and a longer run of it continues the same curve."""
+        params = self.hyperparameters()
+        del params["seed"], params["tasks"]
+        return config_hash(params)
+
+
+def _plain(value):
+    """Tuples as comma-separated text in rows ('256,256'), as Parquet columns want."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+@dataclass
+class Task:
+    """What one task trains and is tested on, from the recipe's `start_task`."""
+
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    """The training minibatches (x, y) in the order they are stepped on."""
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    columns: dict = field(default_factory=dict)
+    """Row columns naming what the task is (e.g. its classes)."""
+    probe: torch.Tensor | None = None
+    """Inputs for the task-end diagnostics; None = no diagnostics."""
+
+
+class TaskLoop:
+    """Iterating yields one row (a dict) per remaining task."""
+
+    NAME = ""
+    GENERATORS: tuple[tuple[str, str], ...] = (("generator", "device"), ("order_generator", "cpu"))
+    """Seed streams (attribute, 'device' | 'cpu'), drawn from the run's seed in this order.
+    `generator` draws everything the network draws (init, resets, noise); the others stay
+    apart so that changing the method does not change the data order."""
+    EVAL_CHUNK = 2048
+
+    def __init__(self, config: TaskConfig, state: dict | None = None) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.load_data()
+        seeds = np.random.SeedSequence(config.seed).generate_state(len(self.GENERATORS))
+        for (name, where), seed in zip(self.GENERATORS, seeds, strict=True):
+            on = self.device if where == "device" else torch.device("cpu")
+            setattr(self, name, torch.Generator(on).manual_seed(int(seed)))
+        with self.device:  # built on the device, so the init draws from the device generator
+            self.model = self.build_model()
+        params = list(self.model.parameters())
+        self.optimizer = make_optimizer(config.optimizer, params, config.lr, config.momentum)
+        self.method = build_method(config, self.model.unit_layers(), self.optimizer,
+                                   self.generator)  # fmt: skip
+        self.step = self.build_step()
+        self.task = 0
+        self.examples_seen = 0
+        self._grad_norm = torch.zeros((), device=self.device)
+        self._hyperparameters = config.hyperparameters()
+        del self._hyperparameters["seed"], self._hyperparameters["tasks"]
+        self.config_hash = config.config_hash()
+        if state is not None:
+            self.load_state_dict(state)
+        self._counts = self._reset_counts()
+
+    # ------------------------------------------------------------ the recipe's part
+
+    def load_data(self) -> None:
+        """Put the experiment's data on `self.device`."""
+        raise NotImplementedError
+
+    def build_model(self) -> torch.nn.Module:
+        """The network (with `unit_layers()`), drawing its init from `self.generator`."""
+        raise NotImplementedError
+
+    def build_step(self):
+        """The training step (a `TrainingStep`) for `self.model` and the method's needs."""
+        raise NotImplementedError
+
+    def start_task(self) -> Task:
+        """Task `self.task`'s data, after any task-boundary change (head reset)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the shared loop
+
+    def __iter__(self) -> Iterator[dict]:
+        while self.task < self.config.tasks:
+            row = self._run_task()
+            self.task += 1
+            yield row
+
+    def _run_task(self) -> dict:
+        cfg = self.config
+        start = time.perf_counter()
+        task = self.start_task()
+        step, method, params = self.step, self.method, self.step.params
+        step.reset_accumulators()
+        self.model.train()
+        grad_norm = self._grad_norm.zero_()
+        track = task.probe is not None
+        resets = steps = n = 0
+        for x, y in task.batches:
+            step(x, y)
+            method.before_step(params, step.grads)
+            if track:
+                grad_norm += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(step.grads)))
+            self.optimizer.step(step.grads)
+            resets += method.after_step(step.taps)
+            steps += 1
+            n += len(y)
+        self.examples_seen += n
+        loss = step.loss_sum.item() / n
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"training loss became {loss} on task {self.task} "
+                f"(lr={cfg.lr}, method={cfg.method}); lower the learning rate"
+            )
+        row = {
+            "experiment": self.NAME,
+            **self._hyperparameters,
+            "seed": cfg.seed,
+            "task": self.task,
+            **task.columns,
+            "accuracy": self.evaluate(task.x_test, task.y_test),
+            "train_accuracy": step.correct.item() / n,
+            "loss": loss,
+            "resets": resets,
+            "examples_seen": self.examples_seen,
+            "seconds": time.perf_counter() - start,
+            "config_hash": self.config_hash,
+            "code_version": code_version(),
+        }
+        if track:
+            row.update(self._diagnostics(task.probe, grad_norm.item() / steps))
+        return row
+
+    def _reset_counts(self) -> list[int]:
+        return self.method.reset_counts() or [0] * len(self.model.unit_layers())
+
+    def _diagnostics(self, probe: torch.Tensor, grad_norm: float) -> dict:
+        """Diagnostic columns at a task end; their cost is reported as diagnostics_seconds."""
+        start = time.perf_counter()
+        row = network_diagnostics(self.model, probe, self.config.dormant_threshold)
+        row["grad_norm"] = grad_norm
+        counts = self._reset_counts()
+        fresh = [c - p for c, p in zip(counts, self._counts, strict=True)]
+        row.update({f"resets_l{i}": c for i, c in enumerate(fresh)})
+        self._counts = counts
+        age = getattr(self.method, "age", None)  # only CBP tracks unit ages
+        if age is None:
+            ages = [math.nan] * len(fresh)
+            row["mean_age"] = math.nan
+        else:
+            ages = [float(age[sl].double().mean()) for sl in self.method.slices]
+            row["mean_age"] = float(age.double().mean())
+        row.update({f"mean_age_l{i}": a for i, a in enumerate(ages)})
+        row["diagnostics_version"] = DEFINITIONS_VERSION
+        row["diagnostics_seconds"] = time.perf_counter() - start
+        return row
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy in [0, 1] of the current network in eval mode on (x, y [N])."""
+        self.model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=x.device)
+        for i in range(0, len(y), self.EVAL_CHUNK):
+            logits = self.model(x[i : i + self.EVAL_CHUNK])
+            correct += (logits.argmax(1) == y[i : i + self.EVAL_CHUNK]).sum()
+        self.model.train()
+        return correct.item() / max(len(y), 1)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-identically from the current task boundary."""
+        return experiment_state.state_dict(self, self._generator_names())
+
+    def load_state_dict(self, state: dict) -> None:
+        experiment_state.load_state_dict(self, state, self._generator_names())
+
+    def _generator_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.GENERATORS)

@@ -1,0 +1,64 @@
+"""The reset operator: replace units of a `UnitLayer` with fresh ones.
+
+`reset_units` is the one reset operator for every model and method: it works on a
+`UnitLayer`, so linear and conv units share it, and CBP (reference = the unit's activation
+EMA), ReDo / ReGraMa (reference 0) and head resets all call it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plasticity_core.models.units import UnitLayer
+from plasticity_core.optim import Optimizer
+
+
+@torch.no_grad()
+def reset_units(
+    layer: UnitLayer,
+    index: torch.Tensor,
+    reference: torch.Tensor,
+    optimizer: Optimizer | None,
+    generator: torch.Generator | None,
+) -> None:
+    """Replace units `index` [k] of `layer`, moving `reference` [k] into the consumer's bias.
+
+    Incoming weights are resampled from the init distribution, the unit's bias is zeroed and
+    its norm affine set to (1, 0); outgoing weights are zeroed after adding
+    w_out[:, i] * r_i to the consumer bias, so the consumer sees h_i replaced by r_i.
+    Optimizer state is zeroed for exactly the touched rows and columns; the consumer's bias
+    keeps its state (it is shifted, not re-initialised), as in the reference implementation.
+    """
+    w_in = layer.incoming.weight
+    w_in.index_copy_(0, index, layer.sample(len(index), generator))
+    touched = [(w_in, 0)]
+    if layer.incoming.bias is not None:
+        layer.incoming.bias.index_fill_(0, index, 0)
+        touched.append((layer.incoming.bias, 0))
+    norm = layer.norm
+    if norm is not None:
+        norm.weight.index_fill_(0, index, 1)
+        norm.bias.index_fill_(0, index, 0)
+        touched += [(norm.weight, 0), (norm.bias, 0)]
+        if getattr(norm, "running_mean", None) is not None:  # BatchNorm: a fresh channel
+            norm.running_mean.index_fill_(0, index, 0)
+            norm.running_var.index_fill_(0, index, 1)
+
+    w_out = layer.outgoing.weight
+    columns = w_out.index_select(1, index)  # [out, k, *kernel]
+    # A conv consumer reads the unit at every kernel tap: the kernel sum of its weights times
+    # r is what the unit added at interior positions (zero padding reads fewer taps at the
+    # border, so there the compensation is only approximate).
+    shift = columns.reshape(*columns.shape[:2], -1).sum(2) @ reference
+    if layer.outgoing.bias is not None:
+        layer.outgoing.bias.add_(shift)
+    elif layer.consumer_norm is not None:
+        # conv -> BatchNorm: in eval mode BN subtracts the running mean, so lowering it by the
+        # shift is adding the shift before the norm; in train mode batch statistics remove
+        # any constant offset by themselves.
+        layer.consumer_norm.running_mean.sub_(shift)
+    w_out.index_fill_(1, index, 0)
+    touched.append((w_out, 1))
+    if optimizer is not None:
+        for param, dim in touched:
+            optimizer.reset(param, index, dim)
