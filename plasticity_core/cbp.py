@@ -22,7 +22,7 @@ import torch
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
-from plasticity_core.reset import reset_units
+from plasticity_core.reset import UnitResetMethod, reset_units
 from plasticity_core.taps import LayerTaps
 from plasticity_core.utility import (
     Utility,
@@ -52,7 +52,7 @@ class CBPConfig:
             raise ConfigError(f"utility decay must be in [0, 1), got {self.decay}")
 
 
-class ContinualBackprop:
+class ContinualBackprop(UnitResetMethod):
     """CBP bookkeeping over `layers`; call `after_step(taps)` after every optimizer step."""
 
     def __init__(
@@ -63,12 +63,8 @@ class ContinualBackprop:
         config: CBPConfig,
         generator: torch.Generator | None,
     ) -> None:
-        self.layers = list(layers)
-        self.utility = utility
-        self.needs = utility.needs
-        self.optimizer = optimizer
+        super().__init__(layers, utility, optimizer, generator)
         self.config = config
-        self.generator = generator
         sizes = [layer.n_units for layer in self.layers]
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self.slices = [slice(s, s + n) for s, n in zip(starts, sizes, strict=True)]
@@ -124,9 +120,6 @@ class ContinualBackprop:
         while young and self.steps - young[0][0] > self.config.maturity:
             young.popleft()
         return self.sizes[layer] - sum(count for _, count in young)
-
-    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        """CBP leaves the gradient step alone."""
 
     @torch.no_grad()
     def after_step(self, taps: Sequence[LayerTaps]) -> int:

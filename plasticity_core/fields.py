@@ -40,7 +40,8 @@ def option(default: Any, *, group: str = "experiment", choices: Choices = None) 
 class FieldInfo:
     name: str
     kind: type
-    """The Python type of the default: int, float, str, bool or tuple (of ints)."""
+    """The Python type of the default: int, float, str, bool or tuple; for a None default
+    (an optional value) the type its annotation names."""
     default: Any
     doc: str
     group: str
@@ -58,7 +59,7 @@ def describe(cls: type) -> list[FieldInfo]:
         infos.append(
             FieldInfo(
                 name=f.name,
-                kind=type(f.default),
+                kind=_kind(f),
                 default=f.default,
                 doc=docs.get(f.name, ""),
                 group=f.metadata.get("group", "experiment"),
@@ -66,6 +67,13 @@ def describe(cls: type) -> list[FieldInfo]:
             )
         )
     return infos
+
+
+def _kind(f: dataclasses.Field) -> type:
+    if f.default is not None:
+        return type(f.default)
+    annotation = str(f.type)
+    return next((t for t in (int, float, str) if t.__name__ in annotation), str)
 
 
 @functools.cache

@@ -7,10 +7,35 @@ EMA), ReDo / ReGraMa (reference 0) and head resets all call it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
+from plasticity_core.utility import Utility
+
+
+class UnitResetMethod:
+    """What every utility-driven reset method holds: the layers whose units it resets, the
+    utility that ranks them, the optimizer whose state a reset clears and the generator
+    new weights are drawn from. Such methods leave the gradient step alone."""
+
+    def __init__(
+        self,
+        layers: Sequence[UnitLayer],
+        utility: Utility,
+        optimizer: Optimizer | None,
+        generator: torch.Generator | None,
+    ) -> None:
+        self.layers = list(layers)
+        self.utility = utility
+        self.needs = utility.needs
+        self.optimizer = optimizer
+        self.generator = generator
+
+    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        pass
 
 
 @torch.no_grad()

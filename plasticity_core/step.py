@@ -134,18 +134,7 @@ class MLPStep(TrainingStep):
         logp = F.log_softmax(z, dim=1)
         self.loss_sum -= logp.gather(1, y[:, None]).sum()
         self.correct += (z.argmax(1) == y).sum()
-        onehot = self._eye[y]
-        # Rows of the seed matrix: the loss gradient (scaled to the batch mean, which the
-        # weight gradients need), then the optional attribution rows.
-        g = (logp.exp() - onehot) / batch
-        if self.needs:
-            seeds = [g]
-            if "target_grad" in self.needs:
-                seeds.append(onehot)
-            if "logits_grad" in self.needs:
-                seeds.append(self._eye.repeat_interleave(batch, dim=0))
-            g = torch.cat(seeds)
-
+        g = self._seed_rows(logp, y, batch)
         g_loss = g[:batch]
         torch.sum(g_loss, 0, out=head.grad_bias)
         torch.mm(g_loss.t(), x, out=head.grad_weight)
@@ -156,17 +145,8 @@ class MLPStep(TrainingStep):
             g_h = torch.mm(g, weight)  # [rows, units]
             taps.append(self._taps(post[i], g_h, batch) if self.needs else LayerTaps(post[i]))
             g_a = act.backward(g_h.view(-1, batch, g_h.shape[1]), pre[i], post[i])
-            norm = layer.norm
-            if norm is not None:
-                a_hat, rstd = norm_stats.pop()
-                torch.sum(g_a[0], 0, out=norm.grad_bias)
-                torch.sum(g_a[0] * a_hat, 0, out=norm.grad_weight)
-                g_hat = g_a * norm.weight
-                g_a = rstd * (
-                    g_hat
-                    - g_hat.mean(-1, keepdim=True)
-                    - a_hat * (g_hat * a_hat).mean(-1, keepdim=True)
-                )
+            if layer.norm is not None:
+                g_a = _layer_norm_backward(layer.norm, g_a, *norm_stats.pop())
             g = g_a.view(-1, g_a.shape[-1])
             g_loss = g[:batch]
             torch.sum(g_loss, 0, out=layer.grad_bias)
@@ -174,6 +154,20 @@ class MLPStep(TrainingStep):
             weight = layer.weight
         taps.reverse()
         self.taps = taps
+
+    def _seed_rows(self, logp: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
+        """Rows of the seed matrix: the loss gradient dl/dz (scaled to the batch mean, which
+        the weight gradients need), then the attribution rows the method asked for."""
+        onehot = self._eye[y]
+        g = (logp.exp() - onehot) / batch
+        if not self.needs:
+            return g
+        seeds = [g]
+        if "target_grad" in self.needs:
+            seeds.append(onehot)
+        if "logits_grad" in self.needs:
+            seeds.append(self._eye.repeat_interleave(batch, dim=0))
+        return torch.cat(seeds)
 
     def _taps(self, h: torch.Tensor, g_h: torch.Tensor, batch: int) -> LayerTaps:
         taps = LayerTaps(h=h)
@@ -186,3 +180,16 @@ class MLPStep(TrainingStep):
         if "logits_grad" in self.needs:
             taps.logits_grad = g_h[row:].view(-1, batch, g_h.shape[1]).abs().sum(0)
         return taps
+
+
+def _layer_norm_backward(
+    norm: _Norm, g_a: torch.Tensor, a_hat: torch.Tensor, rstd: torch.Tensor
+) -> torch.Tensor:
+    """LayerNorm's backward for every seed row [rows, batch, units]; fills the affine
+    gradients from the loss row (row 0)."""
+    torch.sum(g_a[0], 0, out=norm.grad_bias)
+    torch.sum(g_a[0] * a_hat, 0, out=norm.grad_weight)
+    g_hat = g_a * norm.weight
+    return rstd * (
+        g_hat - g_hat.mean(-1, keepdim=True) - a_hat * (g_hat * a_hat).mean(-1, keepdim=True)
+    )

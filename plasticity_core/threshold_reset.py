@@ -19,7 +19,7 @@ import torch
 
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
-from plasticity_core.reset import reset_units
+from plasticity_core.reset import UnitResetMethod, reset_units
 from plasticity_core.taps import LayerTaps
 from plasticity_core.utility import Utility, UtilityInputs, batch_axes
 
@@ -33,7 +33,7 @@ def threshold_mask(scores: torch.Tensor, tau: float) -> torch.Tensor:
     return normalised <= tau
 
 
-class ThresholdReset:
+class ThresholdReset(UnitResetMethod):
     """Reset every tau-low unit every `every` steps; counts resets per layer."""
 
     def __init__(
@@ -45,18 +45,11 @@ class ThresholdReset:
         every: int,
         generator: torch.Generator | None,
     ) -> None:
-        self.layers = list(layers)
-        self.utility = utility
-        self.needs = utility.needs
-        self.optimizer = optimizer
+        super().__init__(layers, utility, optimizer, generator)
         self.tau = tau
         self.every = every
-        self.generator = generator
         self.steps = 0
         self.counts = [0] * len(self.layers)
-
-    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        """Threshold resets leave the gradient step alone."""
 
     @torch.no_grad()
     def after_step(self, taps: Sequence[LayerTaps]) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from plasticity_core.experiments.reset_cost import NAME, ORACLE, CheckpointResult
+from runner.aggregate import mean_se
 from runner.results import write_rows
 
 TABLES = ("units", "layers", "summary")
@@ -26,15 +27,6 @@ def write_checkpoint(result: CheckpointResult, out: Path) -> None:
         stem = f"{key['model']}-{stem}"
     for table in TABLES:
         write_rows(getattr(result, table), Path(out) / NAME / table / f"{stem}.parquet")
-
-
-def mean_se(values: pd.Series) -> tuple[float, float]:
-    """Mean and standard error (std with ddof=1 / sqrt(n); NaN for one value), NaN ignored."""
-    values = values.dropna()
-    if values.empty:
-        return float("nan"), float("nan")
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(se)
 
 
 def _cell(spec: str):

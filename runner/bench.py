@@ -123,7 +123,7 @@ def engine_loop(model: MLP, variant: str) -> Step:
     """The Permuted MNIST loop: hand-written step, method hooks around the optimizer step."""
     method, _, utility = variant.partition(":")
     optimizer = SGD(list(model.parameters()), LR)
-    config = MethodConfig(method, utility or "gxd", REPLACEMENT_RATE, MATURITY)
+    config = MethodConfig(method, utility, REPLACEMENT_RATE, MATURITY)
     generator = torch.Generator(model.head.weight.device).manual_seed(0)
     hooks = build_method(config, model.unit_layers(), optimizer, generator)
     mlp_step = MLPStep(model, hooks.needs)

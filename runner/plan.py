@@ -18,9 +18,11 @@ from pathlib import Path
 import yaml
 
 from plasticity_core.errors import ConfigError
+from plasticity_core.experiments import EXPERIMENTS, StepCost
 from runner.spec import SweepSpec
 
-REFERENCE = {"model": (256, 256, 256, 256), "inputs": 784, "classes": 10, "batch": 64}
+REFERENCE_FLOPS = 64 * (784 * 256 + 3 * 256 * 256 + 256 * 10)
+"""Matmul FLOPs of one step of the benchmarked MLP (784-[256]x4-10, batch 64)."""
 CPU_US_PER_STEP = {
     "bp": 912, "cbp:activation": 1043, "cbp:contribution": 1108, "cbp:mc_adaptable": 1220,
     "cbp:loss_gradient": 1124, "cbp:gxi": 1219, "cbp:gxd": 1217, "cbp:gxd_all": 2337,
@@ -30,29 +32,20 @@ Speed: the 256x4 rerun, whose batch-64 windows spread 1-5%)."""
 REFERENCE_THREADS = 2
 TASK_OVERHEAD_S = 0.03
 """Per task: test-set evaluation and the diagnostics (0.025 s measured, probe 2,000)."""
-TRAIN_EXAMPLES = {"embedded": 4000}
-FULL_MNIST_TRAIN = 60000
 
 
 def variant(config) -> str:
     """The bench variant whose step cost stands for this config's method."""
-    if config.method in ("cbp", "redo", "regrama") and config.utility != "none":
-        return f"cbp:{config.utility}"
+    utility = config.resolved_utility
+    if config.method in ("cbp", "redo", "regrama") and utility != "none":
+        return f"cbp:{utility}"
     return "bp"
 
 
-def _flops(hidden: tuple[int, ...], inputs: int, classes: int, batch: int) -> int:
-    widths = (inputs, *hidden, classes)
-    return batch * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
-
-
-def cpu_seconds_per_step(config, bench: dict[str, float] | None) -> float:
+def cpu_seconds_per_step(config, cost: StepCost, bench: dict[str, float] | None) -> float:
     figures = bench or {k: v * REFERENCE_THREADS for k, v in CPU_US_PER_STEP.items()}
     us = figures.get(variant(config), figures.get("bp"))
-    scale = _flops(config.hidden, 784, 10, config.batch_size) / _flops(
-        REFERENCE["model"], REFERENCE["inputs"], REFERENCE["classes"], REFERENCE["batch"]
-    )
-    return us * 1e-6 * scale
+    return us * 1e-6 * cost.flops_per_step / REFERENCE_FLOPS
 
 
 def load_bench(path: str) -> dict[str, float]:
@@ -113,10 +106,9 @@ def plan_lines(
     groups = {
         tuple(spec.build(p, 0).hyperparameters()[k] for k in spec.select.per) for p in configs
     }
-    if spec.experiment == "permuted-mnist":
-        examples_per_task = TRAIN_EXAMPLES.get(spec.build(configs[0], 0).data, FULL_MNIST_TRAIN)
-    else:
-        examples_per_task = 0  # no benchmark figures for conv nets yet: counts only
+    cost = EXPERIMENTS.get(spec.experiment).cost
+    first = cost(spec.build(configs[0], 0))
+    examples_per_task = first.examples_per_task if first else 0  # None: counts only
     stages = [("sweep", configs, len(spec.sweep_seeds)), ("final", None, len(spec.final_seeds))]
     slots, where = worker_slots(cluster, workers, spec)
     lines = [
@@ -131,12 +123,7 @@ def plan_lines(
         # swept configuration, as the winners are not known before the sweep.
         n_configs = len(configs) if points is not None else len(groups)
         trials = n_configs * seeds
-        per_trial = [
-            _trial_seconds(spec.build(p, 0), figures, examples_per_task)
-            if examples_per_task
-            else 0.0
-            for p in configs
-        ]
+        per_trial = [_trial_seconds(spec.build(p, 0), cost, figures) for p in configs]
         trial_s = sum(per_trial) / len(per_trial)
         tasks = trials * sum(spec.build(p, 0).tasks for p in configs) // len(configs)
         cpu_h = trials * trial_s / 3600
@@ -154,7 +141,7 @@ def plan_lines(
     )
     if not examples_per_task:
         lines[0] = lines[0].split(";")[0]
-        lines.append(f"time: not estimated for {spec.experiment} (bench figures cover the MLP)")
+        lines.append(f"time: not estimated for {spec.experiment} (no step costs registered)")
         return lines
     source = f"--bench {bench}" if bench else "built-in `plasticity bench` figures (README Speed)"
     lines.append(
@@ -166,7 +153,10 @@ def plan_lines(
     return lines
 
 
-def _trial_seconds(config, figures, examples_per_task: int) -> float:
-    """CPU-seconds of one trial of `config`."""
-    steps = math.ceil(examples_per_task / config.batch_size)
-    return config.tasks * (steps * cpu_seconds_per_step(config, figures) + TASK_OVERHEAD_S)
+def _trial_seconds(config, cost, figures) -> float:
+    """CPU-seconds of one trial of `config` (0 when its experiment registers no costs)."""
+    step_cost = cost(config)
+    if step_cost is None:
+        return 0.0
+    per_step = cpu_seconds_per_step(config, step_cost, figures)
+    return config.tasks * (step_cost.steps_per_task * per_step + TASK_OVERHEAD_S)

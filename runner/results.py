@@ -41,7 +41,9 @@ def trial_rows_file(experiment: Folder, stage: str, trial_id: str) -> Folder:
 
 def read_table(file: Folder) -> pa.Table:
     try:
-        return pq.read_table(io.BytesIO(file.read_bytes()))
+        # Without threads: with pyarrow 26, a threaded read from memory made the process
+        # abort at exit ("terminate called without an active exception") about half the time.
+        return pq.read_table(io.BytesIO(file.read_bytes()), use_threads=False)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(
             f"{file} is not a readable Parquet file ({err}); delete it and run "
@@ -50,14 +52,19 @@ def read_table(file: Folder) -> pa.Table:
 
 
 def read_results(location: str | Path | Folder, stage: str | None = None) -> pd.DataFrame:
-    """Every per-task row under an experiment folder (or several trials' files) as one
-    DataFrame, sorted by stage, trial and task. Files of different architectures may carry
-    different diagnostic columns; missing ones are NaN/None."""
+    """Every per-task row under an experiment folder (a sweep's, or the OUT/<experiment>
+    folder of `plasticity run`), or under each such folder directly inside `location`
+    (e.g. the --out folder), as one DataFrame sorted by stage, trial and task. Files of
+    different architectures may carry different diagnostic columns; missing ones are
+    NaN/None."""
     folder = location if isinstance(location, Folder) else Folder(location)
-    rows = folder / "rows"
     if not folder.exists():
         raise DataError(f"{folder} does not exist")
-    files = [f for f in rows.files(".parquet") if stage is None or f"/stage={stage}/" in f.path]
+    holders = [folder] if (folder / "rows").exists() else [
+        child for child in folder.children() if (child / "rows").exists()
+    ]  # fmt: skip
+    files = [f for holder in holders for f in (holder / "rows").files(".parquet")
+             if stage is None or f"/stage={stage}/" in f.path]  # fmt: skip
     if not files:
         return pd.DataFrame()
     tables = []

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from plasticity_core.errors import PlasticityError
+from runner.aggregate import mean_se
 from runner.spec import SweepSpec
 
 
@@ -78,9 +79,8 @@ def select_best(spec: SweepSpec, rows: pd.DataFrame, trials: dict[str, dict]) ->
     for order, params in enumerate(spec.configurations()):
         resolved = spec.build(params, seed=0).hyperparameters()
         scores, diverged = [], 0
-        for seed in spec.sweep_seeds:
-            config = spec.build(params, seed)
-            trial_id = f"{config.config_hash()}-s{seed}"
+        for trial in spec.trials("sweep", [params], spec.sweep_seeds):
+            trial_id = trial.trial_id
             status = trials.get(trial_id, {}).get("status", "missing")
             if status == "diverged":
                 diverged += 1
@@ -89,14 +89,15 @@ def select_best(spec: SweepSpec, rows: pd.DataFrame, trials: dict[str, dict]) ->
             else:
                 unfinished.append(f"{trial_id} ({status})")
         n = len(scores)
+        score, score_se = mean_se(scores)
         records.append(
             {
                 "order": order,
                 **{k: resolved[k] for k in select.per},
                 **{k: _cell(v) for k, v in params.items() if k not in (*select.per, *spec.fixed)},
                 "config_hash": spec.build(params, seed=0).config_hash(),
-                "score": float(np.mean(scores)) if n else math.nan,
-                "score_se": float(np.std(scores, ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+                "score": score,
+                "score_se": score_se,
                 "seeds": n,
                 "diverged": diverged,
                 "params": params,
@@ -109,6 +110,14 @@ def select_best(spec: SweepSpec, rows: pd.DataFrame, trials: dict[str, dict]) ->
             "run `plasticity resume DIR` to finish them before selecting"
         )
     table = pd.DataFrame(records)
+    choices = _choose(table, select)
+    if not choices:
+        raise SelectionError("every configuration of the sweep diverged: lower the learning rates")
+    return Selection(table.drop(columns=["order", "params"]), choices)
+
+
+def _choose(table: pd.DataFrame, select) -> list[dict]:
+    """Marks the best valid configuration of each group `selected`; returns the choices."""
     table["selected"] = False
     choices = []
     for _, group in table.groupby(list(select.per), sort=False, dropna=False):
@@ -128,9 +137,7 @@ def select_best(spec: SweepSpec, rows: pd.DataFrame, trials: dict[str, dict]) ->
                 "seeds": int(winner["seeds"]),
             }
         )
-    if not choices:
-        raise SelectionError("every configuration of the sweep diverged: lower the learning rates")
-    return Selection(table.drop(columns=["order", "params"]), choices)
+    return choices
 
 
 def _cell(value):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,13 +33,10 @@ from typing import Any
 import yaml
 
 from plasticity_core.errors import ConfigError
-from plasticity_core.experiments import continuous_cifar, permuted_mnist
+from plasticity_core.experiments import EXPERIMENTS
+from runner.schema import BAD, coerce, field_types, integer, parse_section
+from runner.trial import Trial
 
-CONFIGS: dict[str, type] = {
-    permuted_mnist.NAME: permuted_mnist.PermutedMNISTConfig,
-    continuous_cifar.NAME: continuous_cifar.ContinuousCIFARConfig,
-}
-"""Experiments a sweep can run: name -> config dataclass (its `run` is looked up by name)."""
 RESERVED = {"seed": "seeds", "device": "device"}
 """Config fields a spec sets elsewhere: field -> the spec key that controls it."""
 STAGES = ("sweep", "select", "final")
@@ -67,7 +63,8 @@ class Select:
     """Average the metric over each trial's last K tasks (0 = every task)."""
     mode: str = "max"
     per: tuple[str, ...] = ("method", "utility", "activation", "norm")
-    """Config fields whose every combination gets its own winner."""
+    """Config fields whose every combination gets its own winner (default: method,
+    utility and the experiment's dashboard facets)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ class SweepSpec:
 
     @property
     def config_class(self) -> type:
-        return CONFIGS[self.experiment]
+        return EXPERIMENTS.get(self.experiment).config
 
     def configurations(self) -> list[dict[str, Any]]:
         """The distinct configurations, each as the full set of spec-controlled fields
@@ -128,6 +125,11 @@ class SweepSpec:
     def build(self, params: Mapping[str, Any], seed: int, device: str = "cpu"):
         """The experiment config of one trial."""
         return self.config_class(**params, seed=seed, device=device)
+
+    def trials(self, stage: str, points: list[dict[str, Any]], seeds: tuple[int, ...]):
+        """The trials of a stage: every configuration (fixed + grid values) x every seed."""
+        return [Trial.of(self.experiment, stage, params, seed) for params in points
+                for seed in seeds]  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """A plain mapping that `parse_spec` turns back into an equal spec."""
@@ -196,50 +198,26 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         problems.append(f"name: expected a folder name, got {name!r}")
     experiment = data.get("experiment")
-    if experiment not in CONFIGS:
-        problems.append(f"experiment: {experiment!r} cannot be swept; choose from {list(CONFIGS)}")
+    if experiment not in EXPERIMENTS:
+        problems.append(
+            f"experiment: {experiment!r} cannot be swept; choose from {EXPERIMENTS.names()}"
+        )
         raise SpecError(source, problems)  # nothing else can be checked without it
-    config_class = CONFIGS[experiment]
-    types = _field_types(config_class)
+    config_class = EXPERIMENTS.get(experiment).config
+    types = field_types(config_class)
 
     fixed = _parse_params(data.get("fixed", {}), "fixed", types, problems, as_list=False)
-    raw_grid = data.get("grid")
-    if isinstance(raw_grid, dict):
-        raw_grid = [raw_grid]
-    grid: list[dict[str, tuple]] = []
-    if not isinstance(raw_grid, list) or not raw_grid:
-        problems.append("grid: expected a mapping of lists, or a non-empty list of them")
-    else:
-        for i, g in enumerate(raw_grid):
-            path = f"grid[{i}]" if len(raw_grid) > 1 else "grid"
-            if isinstance(g, dict) and not g:
-                problems.append(f"{path}: empty; give at least one field with a list of values")
-            grid.append(_parse_params(g, path, types, problems, as_list=True))
-            problems += [f"{path}.{k}: also set in fixed" for k in grid[-1] if k in fixed]
-
+    grid = _parse_grid(data.get("grid"), fixed, types, problems)
     sweep_seeds, final_seeds = _parse_seeds(data.get("seeds", {}), problems)
-    raw_select = data.get("select", {})
-    select = _parse_section(raw_select, "select", Select, problems)
-    if select is not None:
-        select = _check_select(select, "mode" in raw_select, types, problems)
-    res = _parse_section(data.get("resources", {}), "resources", Resources, problems)
-    if res is not None:
-        if not res.cpu > 0:
-            problems.append(f"resources.cpu: must be > 0, got {res.cpu}")
-        if res.gpu < 0 or (res.gpu > 1 and res.gpu != int(res.gpu)):
-            problems.append(f"resources.gpu: a fraction <= 1 or a whole number, got {res.gpu}")
-        if res.accelerator and (not res.accelerator.isidentifier() or res.gpu <= 0):
-            problems.append(
-                f"resources.accelerator: {res.accelerator!r} needs resources.gpu > 0 and a "
-                "name like A10G (the custom resource the cluster's GPU nodes declare)"
-            )
+    select = _parse_select(data.get("select", {}), experiment, types, problems)
+    res = _parse_resources(data.get("resources", {}), problems)
     device = data.get("device", "auto")
     if device not in DEVICES:
         problems.append(f"device: {device!r}; choose from {', '.join(DEVICES)}")
     elif device == "cuda" and res is not None and res.gpu == 0:
         problems.append("device: cuda needs resources.gpu > 0 so Ray reserves a GPU")
-    every = _int(data.get("checkpoint_every", 10), "checkpoint_every", problems, minimum=1)
-    failures = _int(data.get("max_failures", 2), "max_failures", problems, minimum=0)
+    every = integer(data.get("checkpoint_every", 10), "checkpoint_every", problems, minimum=1)
+    failures = integer(data.get("max_failures", 2), "max_failures", problems, minimum=0)
     description = data.get("description", "")
     if not isinstance(description, str):
         problems.append("description: expected text")
@@ -258,13 +236,47 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     raise SpecError(source, problems)
 
 
-def _field_types(config_class: type) -> dict[str, type]:
-    """Field -> the Python type of its default (int, float, str, bool or tuple)."""
-    return {
-        f.name: type(f.default)
-        for f in dataclasses.fields(config_class)
-        if f.default is not dataclasses.MISSING
-    }
+def _parse_grid(raw_grid, fixed: dict, types, problems) -> list[dict[str, tuple]]:
+    if isinstance(raw_grid, dict):
+        raw_grid = [raw_grid]
+    grid: list[dict[str, tuple]] = []
+    if not isinstance(raw_grid, list) or not raw_grid:
+        problems.append("grid: expected a mapping of lists, or a non-empty list of them")
+        return grid
+    for i, g in enumerate(raw_grid):
+        path = f"grid[{i}]" if len(raw_grid) > 1 else "grid"
+        if isinstance(g, dict) and not g:
+            problems.append(f"{path}: empty; give at least one field with a list of values")
+        grid.append(_parse_params(g, path, types, problems, as_list=True))
+        problems += [f"{path}.{k}: also set in fixed" for k in grid[-1] if k in fixed]
+    return grid
+
+
+def _parse_select(raw, experiment: str, types, problems) -> Select | None:
+    select = parse_section(raw, "select", Select, problems)
+    if select is None:
+        return None
+    if "per" not in raw:  # one winner per method, utility and dashboard facet
+        facets = EXPERIMENTS.get(experiment).facets
+        select = dataclasses.replace(select, per=tuple(dict.fromkeys(("method", "utility",
+                                                                      *facets))))  # fmt: skip
+    return _check_select(select, "mode" in raw, types, problems)
+
+
+def _parse_resources(raw, problems) -> Resources | None:
+    res = parse_section(raw, "resources", Resources, problems)
+    if res is None:
+        return None
+    if not res.cpu > 0:
+        problems.append(f"resources.cpu: must be > 0, got {res.cpu}")
+    if res.gpu < 0 or (res.gpu > 1 and res.gpu != int(res.gpu)):
+        problems.append(f"resources.gpu: a fraction <= 1 or a whole number, got {res.gpu}")
+    if res.accelerator and (not res.accelerator.isidentifier() or res.gpu <= 0):
+        problems.append(
+            f"resources.accelerator: {res.accelerator!r} needs resources.gpu > 0 and a "
+            "name like A10G (the custom resource the cluster's GPU nodes declare)"
+        )
+    return res
 
 
 def _parse_params(raw, path, types, problems, *, as_list: bool) -> dict:
@@ -285,60 +297,11 @@ def _parse_params(raw, path, types, problems, *, as_list: bool) -> dict:
                 problems.append(f"{where}: expected a non-empty list of values")
                 continue
             params[key] = tuple(
-                _coerce(v, types[key], f"{where}[{j}]", problems) for j, v in enumerate(value)
+                coerce(v, types[key], f"{where}[{j}]", problems) for j, v in enumerate(value)
             )
         else:
-            params[key] = _coerce(value, types[key], where, problems)
+            params[key] = coerce(value, types[key], where, problems)
     return params
-
-
-_BAD = object()
-"""What `_coerce` returns for a value it could not convert (the problem is recorded)."""
-
-
-def _coerce(value: Any, kind: type, where: str, problems: list[str]) -> Any:
-    """YAML value -> the field's type; YAML 1.1 reads '1e-4' as text, so floats parse text."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-            else:
-                if math.isfinite(number):
-                    return number
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-    elif kind is tuple:
-        items = value.split(",") if isinstance(value, str) else value
-        if isinstance(items, list) and items:
-            try:
-                return tuple(int(v) for v in items)
-            except (TypeError, ValueError):
-                pass
-    problems.append(f"{where}: expected {_kind_name(kind)}, got {value!r}")
-    return _BAD
-
-
-def _kind_name(kind: type) -> str:
-    return {tuple: "a list of integers", float: "a number", int: "an integer"}.get(
-        kind, kind.__name__
-    )
-
-
-def _int(value, where, problems, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.append(f"{where}: expected an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _parse_seeds(raw, problems) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -377,29 +340,6 @@ def _parse_seeds(raw, problems) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return stages["sweep"], stages["final"]
 
 
-def _parse_section(raw, path, cls, problems):
-    if not isinstance(raw, dict):
-        problems.append(f"{path}: expected a mapping")
-        return None
-    types = _field_types(cls)
-    values, ok = {}, True
-    for key, value in raw.items():
-        if key not in types:
-            problems.append(f"{path}.{key}: unknown key; allowed: {', '.join(types)}")
-            ok = False
-        elif key == "per":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                problems.append(f"{path}.per: expected a list of config field names")
-                ok = False
-            else:
-                values[key] = tuple(value)
-        else:
-            before = len(problems)
-            values[key] = _coerce(value, types[key], f"{path}.{key}", problems)
-            ok &= len(problems) == before
-    return cls(**values) if ok else None
-
-
 def _check_select(select: Select, explicit_mode: bool, types, problems) -> Select:
     if select.metric not in METRICS:
         problems.append(f"select.metric: {select.metric!r}; choose from {', '.join(METRICS)}")
@@ -424,7 +364,7 @@ def _check_each_value(config_class, fixed, grid, problems: list[str]) -> None:
             (f"{path}.{k}[{j}]", k, v) for k, values in entry.items() for j, v in enumerate(values)
         ]
     for where, key, value in candidates:
-        if value is _BAD:
+        if value is BAD:
             continue
         try:
             config_class(**{key: value}, seed=0)

@@ -80,6 +80,14 @@ class Folder:
         )
         return [self / p[len(self.path.rstrip("/")) + 1 :] for p in paths]
 
+    def children(self) -> list[Folder]:
+        """The folders directly inside this one, sorted."""
+        if not self.is_dir():
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path))
+        names = sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.Directory)
+        return [self / name for name in names]
+
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as f:
             return f.read()

@@ -66,7 +66,7 @@ def stage_trials(spec: SweepSpec, folder: Folder, stage: str) -> list[dict]:
             raise ConfigError(f"{folder}: no selection.json yet; run the select stage first")
         points = [c["params"] for c in json.loads(choice_file.read_text())["choices"]]
         seeds = spec.final_seeds
-    return [trial_config(spec, stage, params, seed) for params in points for seed in seeds]
+    return [trial_config(spec, trial) for trial in spec.trials(stage, points, seeds)]
 
 
 def run_stages(spec: SweepSpec, folder: Folder, stages: list[str], printer=print) -> int:

@@ -31,9 +31,8 @@ import torch
 from ray import tune
 
 from plasticity_core.errors import ConfigError, TrainingDiverged
-from plasticity_core.experiments import EXPERIMENTS
 from runner.results import write_rows
-from runner.spec import CONFIGS
+from runner.trial import Trial
 
 FAULTS_ENV = "PLASTICITY_FAULTS"
 """Names a folder of planned failures, for testing recovery: a file `<trial_id>@<task>.raise`
@@ -42,16 +41,11 @@ before running that task, once: the file is removed as the fault fires."""
 REPORTED = ("task", "accuracy", "train_accuracy", "loss", "resets", "seconds")
 
 
-def trial_config(spec, stage: str, params: dict, seed: int) -> dict:
-    """What Tune passes to `train_trial` for one trial (JSON-able; stored in tuner.pkl)."""
-    config = spec.build(params, seed)
+def trial_config(spec, trial: Trial) -> dict:
+    """What Tune passes to `train_trial` for one trial (JSON-able; stored in tuner.pkl):
+    the trial and how the spec runs it."""
     return {
-        "trial_id": f"{config.config_hash()}-s{seed}",
-        "stage": stage,
-        "experiment": spec.experiment,
-        "params": params,
-        "seed": seed,
-        "tasks": config.tasks,
+        **trial.to_dict(),
         "device": spec.device,
         "cpus": spec.resources.cpu,
         "checkpoint_every": spec.checkpoint_every,
@@ -61,19 +55,20 @@ def trial_config(spec, stage: str, params: dict, seed: int) -> dict:
 
 def train_trial(config: dict[str, Any]) -> None:
     """Tune function trainable; see the module docstring."""
-    seed = config["seed"]
+    trial = Trial.from_dict(config)
+    seed = trial.seed
     # Workers are reused between trials: nothing may leak from the previous one.
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = trial_device(config["device"])
-    experiment_config = CONFIGS[config["experiment"]](**config["params"], seed=seed, device=device)
+    experiment_config = trial.config(device)
     info = {
-        "trial_id": config["trial_id"],
-        "stage": config["stage"],
+        "trial_id": trial.trial_id,
+        "stage": trial.stage,
         "seed": seed,
-        "params": config["params"],
+        "params": trial.params,
         "tasks": experiment_config.tasks,
         "status": "running",
         "node_id": ray.get_runtime_context().get_node_id(),
@@ -90,18 +85,18 @@ def train_trial(config: dict[str, Any]) -> None:
                 return  # finished or diverged before the interruption: nothing to redo
             state = torch.load(Path(folder) / "state.pt", weights_only=True, map_location=device)
             rows = pq.read_table(Path(folder) / "rows.parquet").to_pylist()
-    run = EXPERIMENTS.get(config["experiment"]).run(experiment_config, state)
+    run = trial.entry.run(experiment_config, state)
     every = config["checkpoint_every"]
     rows_iter = iter(run)
     while run.task < experiment_config.tasks:
-        _inject_fault(config["faults"], config["trial_id"], run.task)
+        _inject_fault(config["faults"], trial.trial_id, run.task)
         try:
             row = next(rows_iter)
         except TrainingDiverged as err:
             info.update(status="diverged", error=str(err), tasks_done=len(rows))
             _report(rows, info, None, diverged=1)
             return
-        rows.append({"stage": config["stage"], "trial_id": config["trial_id"], **row})
+        rows.append({"stage": trial.stage, "trial_id": trial.trial_id, **row})
         last = run.task == experiment_config.tasks
         if last or len(rows) % every == 0:
             info.update(status="complete" if last else "running", tasks_done=len(rows))

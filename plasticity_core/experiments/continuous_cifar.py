@@ -123,15 +123,10 @@ class ContinuousCIFAR(TaskLoop):
         self.optimizer.clear()
 
 
-def run(config: ContinuousCIFARConfig, state: dict | None = None) -> ContinuousCIFAR:
-    """The experiment generator: `for row in run(config): ...`."""
-    return ContinuousCIFAR(config, state)
-
-
 EXPERIMENTS.add(NAME, Experiment(
     name=NAME,
     config=ContinuousCIFARConfig,
-    run=run,
+    run=ContinuousCIFAR,
     description="Continuous CIFAR-100: binary tasks on a ResNet (paper section 5.3)",
     measured=("class_a", "class_b"),
     facets=("model", "augment"),

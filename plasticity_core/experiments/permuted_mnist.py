@@ -116,17 +116,12 @@ def step_cost(config: PermutedMNISTConfig) -> StepCost:
     return StepCost(math.ceil(examples / config.batch_size), flops, examples)
 
 
-def run(config: PermutedMNISTConfig, state: dict | None = None) -> PermutedMNIST:
-    """The experiment generator: `for row in run(config): ...`."""
-    return PermutedMNIST(config, state)
-
-
 EXPERIMENTS.add(NAME, Experiment(
     name=NAME,
     config=PermutedMNISTConfig,
-    run=run,
+    run=PermutedMNIST,
     description="Online Permuted MNIST on an MLP (paper section 5.2)",
     cost=step_cost,
 ))  # fmt: skip
 
-__all__ = ["NAME", "PermutedMNIST", "PermutedMNISTConfig", "run"]
+__all__ = ["NAME", "PermutedMNIST", "PermutedMNISTConfig"]

@@ -40,6 +40,7 @@ class TaskConfig(MethodConfig):
     seed: int = option(0)
     """Seeds the network init, the resets and the example order."""
     optimizer: str = option("sgd", group="optimizer", choices=lambda: OPTIMIZERS.names())
+    """The update rule (see `plasticity list optimizers`)."""
     lr: float = option(0.01, group="optimizer")
     """Learning rate."""
     momentum: float = option(0.0, group="optimizer")

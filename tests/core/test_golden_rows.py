@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from plasticity_core.experiments.continuous_cifar import ContinuousCIFAR as run_cifar
 from plasticity_core.experiments.continuous_cifar import ContinuousCIFARConfig
-from plasticity_core.experiments.continuous_cifar import run as run_cifar
+from plasticity_core.experiments.permuted_mnist import PermutedMNIST as run_mnist
 from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig
-from plasticity_core.experiments.permuted_mnist import run as run_mnist
 
 GOLDEN = json.loads((Path(__file__).parent / "golden_rows.json").read_text())
 CASES = {

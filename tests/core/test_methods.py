@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from plasticity_core.errors import ConfigError
-from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig, run
+from plasticity_core.experiments.permuted_mnist import PermutedMNIST as run
+from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig
 from plasticity_core.methods import MethodConfig
 from plasticity_core.optim import SGD
 from plasticity_core.step import MLPStep

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from plasticity_core.errors import ConfigError, TrainingDiverged
-from plasticity_core.experiments.permuted_mnist import PermutedMNIST, PermutedMNISTConfig, run
+from plasticity_core.experiments.permuted_mnist import PermutedMNIST, PermutedMNISTConfig
+
+run = PermutedMNIST
 
 SMALL = dict(tasks=4, hidden=(32, 32), batch_size=32, maturity=20, replacement_rate=0.01)
 

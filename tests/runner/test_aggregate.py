@@ -7,7 +7,13 @@ import math
 import pandas as pd
 import pytest
 
-from runner.aggregate import curve_stats, moving_average, relative_to_baseline, with_labels
+from runner.aggregate import (
+    curve_stats,
+    facets_of,
+    moving_average,
+    relative_to_baseline,
+    with_labels,
+)
 
 
 def _rows():
@@ -82,3 +88,41 @@ def test_the_best_baseline_is_used_when_bp_was_swept():
 def test_without_a_baseline_the_result_is_empty():
     rows = _rows()
     assert relative_to_baseline(curve_stats(rows[rows["method"] != "bp"])).empty
+
+
+def _cifar_rows():
+    # Continuous CIFAR-100: every task has its own class pair, which is not configuration
+    records = []
+    for method, utility in (("bp", "none"), ("cbp", "gxd")):
+        for seed in (0, 1):
+            for task, (a, b) in enumerate([(3, 7), (1, 9), (3, 5)]):
+                records.append(dict(experiment="continuous-cifar100", method=method,
+                                    utility=utility, model="resnet8", augment=False, lr=0.1,
+                                    seed=seed, task=task, class_a=a, class_b=b,
+                                    accuracy=0.6 + 0.1 * seed))  # fmt: skip
+    return pd.DataFrame(records)
+
+
+def test_a_task_s_class_pair_is_not_part_of_a_curve_label():
+    assert set(with_labels(_cifar_rows())["curve"]) == {"bp", "cbp+gxd"}
+
+
+def test_each_experiment_is_grouped_by_its_own_registered_facets():
+    rows = pd.concat([_rows().assign(experiment="permuted-mnist"), _cifar_rows()])
+    stats = curve_stats(rows)
+    cifar = stats[stats["experiment"] == "continuous-cifar100"]
+    assert facets_of("continuous-cifar100") == ("model", "augment")
+    assert set(zip(cifar["model"], cifar["augment"], strict=True)) == {("resnet8", False)}
+    assert set(cifar["curve"]) == {"bp", "cbp+gxd"} and len(cifar) == 2 * 3
+    mnist = stats[stats["experiment"] == "permuted-mnist"]
+    assert set(zip(mnist["activation"], mnist["norm"], strict=True)) == {("relu", "none")}
+    # the baseline is subtracted within each experiment's own facets
+    delta = relative_to_baseline(stats, window=1)
+    assert set(delta.groupby("experiment")["curve"].unique().map(tuple)) == {("cbp+gxd",)}
+    assert len(delta) == 2 + 3
+
+
+def test_an_unregistered_experiment_is_faceted_by_activation_and_norm():
+    assert facets_of("not-registered") == ("activation", "norm")
+    stats = curve_stats(_rows().assign(experiment="not-registered"))
+    assert set(stats["activation"]) == {"relu"} and set(stats["experiment"]) == {"not-registered"}

@@ -62,7 +62,7 @@ def test_three_task_run_writes_one_parquet_row_per_task(tmp_path, capsys):
         ]
     )
     assert code == 0
-    files = list(tmp_path.glob("permuted-mnist/*.parquet"))
+    files = list(tmp_path.glob("permuted-mnist/rows/stage=run/*.parquet"))
     assert len(files) == 1
     table = pq.read_table(files[0]).to_pylist()
     assert [r["task"] for r in table] == [0, 1, 2]
@@ -92,12 +92,14 @@ def malformed_mnist(tmp_path):
 
 BAD = [
     (["--utility", "magnitude"], "unknown utility 'magnitude'; choose from: activation"),
-    (["--activation", "gelu"], "unknown activation 'gelu'; choose from: relu"),
-    (["--method", "redo2"], "unknown method 'redo2'"),
-    (["--norm", "batch"], "unknown norm 'batch'; choose from: none, layer"),
+    (["--activation", "gelu"], "--activation: invalid choice: 'gelu' (choose from 'relu'"),
+    (["--method", "redo2"], "--method: invalid choice: 'redo2'"),
+    (["--norm", "batch"], "--norm: invalid choice: 'batch' (choose from 'none', 'layer')"),
     (["--replacement-rate", "-0.1"], "replacement_rate must be in [0, 1], got -0.1"),
     (["--data", "/no/such/folder"], "/no/such/folder"),
-    (["--lr", "fast"], "invalid float value: 'fast'"),
+    (["--lr", "fast"], "--lr: invalid number 'fast'"),
+    (["--lr", "nan"], "--lr: expected a finite number, got 'nan'"),
+    (["--method", "bp", "--utility", "gxd"], "method bp reads no utility"),
     (["--method", "bp", "--lr", "1e6"], "lower the learning rate"),
 ]
 
@@ -174,7 +176,7 @@ def test_any_utility_drives_the_redo_rule_from_the_command_line(tmp_path, capsys
         ]
     )
     assert code == 0
-    rows = pq.read_table(next(tmp_path.glob("permuted-mnist/*.parquet"))).to_pylist()
+    rows = pq.read_table(next(tmp_path.glob("permuted-mnist/rows/stage=run/*.parquet"))).to_pylist()
     assert {r["method"] for r in rows} == {"redo"} and {r["utility"] for r in rows} == {"gxd"}
     assert sum(r["resets"] for r in rows) > 0
     assert all(r["resets"] == r["resets_l0"] + r["resets_l1"] for r in rows)

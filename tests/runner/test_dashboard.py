@@ -3,19 +3,26 @@ Chromium: no JavaScript errors, the expected panels and traces, a screenshot kep
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import threading
 import urllib.request
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from plasticity_core.errors import DataError
+from plasticity_core.experiments import EXPERIMENTS, Experiment
 from runner.cli import main
-from runner.dashboard import make_server, write_dashboard
+from runner.dashboard import load_sources, make_server, write_dashboard
+from runner.dashboard.views import accuracy_view, overview_table, relative_view
+from runner.results import write_rows
 from tests.runner.ray_helpers import write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,8 +90,9 @@ def _body(elements) -> dict:
 
 @pytest.fixture(scope="module")
 def results(local_ray, tmp_path_factory):
-    """A results folder with a sweep (bp and cbp+gxd under relu and tanh), a single run and
-    an assay, all written by the project's own commands."""
+    """A results folder with a sweep (bp and cbp+gxd under relu and tanh), a single run
+    (OUT/permuted-mnist/rows/stage=run/) and an assay, all written by the project's own
+    commands."""
     out = tmp_path_factory.mktemp("results")
     spec = yaml.safe_load(write_spec(out.parent, "study").read_text())
     spec.update(
@@ -103,7 +111,8 @@ def results(local_ray, tmp_path_factory):
     assert main(["sweep", str(spec_file), "--out", str(out)]) == 0
     single = ["run", "permuted-mnist", "--tasks", "2", "--hidden", "16", "--probe-size", "100"]
     assert main([*single, "--out", str(out)]) == 0
-    assay = ["assay", "--activation", "relu", "--seeds", "1", "--checkpoints", "0",
+    assert len(list((out / "permuted-mnist" / "rows" / "stage=run").glob("*.parquet"))) == 1
+    assay = ["assay", "--activations", "relu", "--seeds", "1", "--checkpoints", "0",
              "--hidden", "32,32", "--probe", "200", "--calibration", "200"]  # fmt: skip
     assert main([*assay, "--out", str(out)]) == 0
     return out
@@ -120,7 +129,7 @@ def test_dashboard_of_real_results_renders_every_panel_without_errors(results, t
     assert panels == {"overview", "accuracy", "relative", "sweep", "assay"}
     plots = _plots(elements)
     # facets relu/tanh; the final curves bp and cbp+gxd, each a line and an SE band; plus
-    # the single run's bp curve (its own source, relu) with one seed: a line, no band
+    # the single run's curve (its own source, relu) with one seed: a line, no band
     assert plots["accuracy-0"]["data-traces"] == "9"
     assert plots["relative-0"]["data-traces"] == "2"  # cbp+gxd - bp under relu and tanh
     assert plots["sweep-0"]["data-traces"] == "5"  # 4 groups + the selected stars
@@ -129,24 +138,35 @@ def test_dashboard_of_real_results_renders_every_panel_without_errors(results, t
     tables = {attrs.get("data-table") for tag, attrs in elements if tag == "table"}
     assert {"overview", "spearman"} <= tables
     assert page.stat().st_size < 10_000_000
-    assert "cdn.plot.ly" not in page.read_text()[:1000] and "Plotly.newPlot" in page.read_text()
+    text = page.read_text()
+    assert "cdn.plot.ly" not in text[:1000] and "Plotly.newPlot" in text
+    # the single run's line: 1 trial, 1 seed, 2 of 2 tasks, none unfinished or diverged
+    assert ("<td>permuted-mnist</td><td>run</td><td>1</td><td>1</td><td>2/2</td><td>0</td>"
+            "<td></td><td>0</td>") in text  # fmt: skip
 
 
 def test_empty_and_broken_folders_give_messages_not_tracebacks(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    broken = tmp_path / "broken" / "permuted-mnist"
+    broken = tmp_path / "broken" / "permuted-mnist" / "rows" / "stage=run"
     broken.mkdir(parents=True)
     (broken / "x.parquet").write_bytes(b"not parquet")
-    page = write_dashboard([str(empty), str(tmp_path / "broken"), str(tmp_path / "nope")],
-                           tmp_path / "d.html")  # fmt: skip
+    page = write_dashboard([str(empty), str(tmp_path / "broken")], tmp_path / "d.html")
     elements = open_in_chromium(page, tmp_path, "dashboard-empty.png")
     assert _body(elements).get("data-errors") == "[]"
     assert not _plots(elements)
     empties = [a for t, a in elements if t == "p" and a.get("class") == "empty"]
     assert len(empties) >= 4  # overview, accuracy, relative, sweep, assay say why
     text = page.read_text()
-    assert "no results found" in text and "does not exist" in text and "x.parquet" in text
+    assert f"{empty}: no results found" in text and "x.parquet" in text
+
+
+def test_a_missing_folder_is_bad_input_and_no_page_is_written(tmp_path):
+    out = tmp_path / "d.html"
+    with pytest.raises(DataError) as raised:
+        write_dashboard([str(tmp_path), str(tmp_path / "nope")], out)
+    assert str(raised.value) == f"{tmp_path / 'nope'}: no such folder"
+    assert not out.exists()
 
 
 def test_a_sweep_still_running_shows_its_rows_and_waits_for_the_selection(results, tmp_path):
@@ -176,3 +196,77 @@ def test_serve_binds_loopback_and_returns_the_page(results, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass(frozen=True)
+class _ToyConfig:
+    width: int = 8
+    depth: int = 1
+
+
+TOY = "toy-facets"
+
+
+@pytest.fixture
+def toy_experiment():
+    """A throw-away experiment faceted by its own fields, width across and depth down."""
+    toy = Experiment(name=TOY, config=_ToyConfig, run=lambda config: iter(()),
+                     description="test only", facets=("width", "depth"))  # fmt: skip
+    EXPERIMENTS.add(TOY, toy)
+    yield EXPERIMENTS.get(TOY)
+    EXPERIMENTS.remove(TOY)
+
+
+def _write_run(out: Path, experiment: str, rows: list[dict], statuses: dict[str, str]) -> None:
+    """A `plasticity run` output folder: one rows file and one record per trial."""
+    folder = out / experiment
+    for trial_id, status in statuses.items():
+        trial = [r for r in rows if r["trial_id"] == trial_id]
+        write_rows(trial, folder / "rows" / "stage=run" / f"{trial_id}.parquet")
+        record = {"trial_id": trial_id, "stage": "run", "seed": trial[0]["seed"], "tasks": 3,
+                  "status": status, "tasks_done": len(trial)}  # fmt: skip
+        (folder / "trials" / "stage=run").mkdir(parents=True, exist_ok=True)
+        (folder / "trials" / "stage=run" / f"{trial_id}.json").write_text(json.dumps(record))
+
+
+def _toy_rows() -> list[dict]:
+    """bp and cbp at width 8/16 x depth 1/2, 2 seeds, 3 tasks; activation and norm too,
+    which must not be this experiment's facets."""
+    return [
+        {"stage": "run", "trial_id": f"{method}-w{width}-d{depth}-s{seed}", "experiment": TOY,
+         "method": method, "utility": "none", "width": width, "depth": depth,
+         "activation": "relu", "norm": "none", "seed": seed, "task": task,
+         "accuracy": 0.5 + 0.1 * seed + 0.01 * task + (0.1 if method == "cbp" else 0.0)}
+        for method in ("bp", "cbp") for width in (8, 16) for depth in (1, 2)
+        for seed in (0, 1) for task in range(3)
+    ]  # fmt: skip
+
+
+def test_an_experiments_accuracy_views_are_faceted_by_its_registered_fields(
+    toy_experiment, tmp_path
+):
+    rows = _toy_rows()
+    _write_run(tmp_path, TOY, rows, {r["trial_id"]: "complete" for r in rows})
+    frame = pd.concat(load_sources([str(tmp_path)]).rows)
+    [accuracy] = accuracy_view(frame)
+    titles = [a.text for a in accuracy.layout.annotations]
+    assert titles == ["width=8, depth=1", "width=16, depth=1", "width=8, depth=2",
+                      "width=16, depth=2"]  # fmt: skip
+    assert accuracy.layout.title.text == f"{TOY}: test accuracy"
+    assert len(accuracy.data) == 4 * 2 * 2  # per facet: bp and cbp, a line and a band each
+    [relative] = relative_view(frame)
+    assert [a.text for a in relative.layout.annotations if a.text] == titles
+    assert {t.name for t in relative.data} == {"cbp"}
+
+
+def test_the_overview_counts_a_run_folders_trials_tasks_and_diverged_records(
+    toy_experiment, tmp_path
+):
+    rows = [r for r in _toy_rows() if r["width"] == 8 and r["depth"] == 1]
+    ids = sorted({r["trial_id"] for r in rows})
+    _write_run(tmp_path, TOY, rows, dict.fromkeys(ids, "complete") | {ids[0]: "diverged"})
+    sources = load_sources([str(tmp_path)])
+    table = overview_table(sources, pd.concat(sources.rows))
+    # 4 trials (bp, cbp x 2 seeds), 2 seeds, 12 of 12 tasks, none running, 1 diverged
+    assert (f"<td>{TOY}</td><td>run</td><td>4</td><td>2</td><td>12/12</td><td>0</td>"
+            "<td></td><td>1</td>") in table  # fmt: skip

@@ -1,0 +1,75 @@
+"""`plasticity assay`: the reset-cost assay on the MLP (Permuted MNIST) or a CIFAR ResNet.
+Options are generated from both configs' fields; an option left out keeps the chosen
+model's own default."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from plasticity_core.experiments import reset_cost, resnet_assay
+from plasticity_core.experiments.reset_cost import ResetCostConfig
+from plasticity_core.experiments.resnet_assay import ResNetAssayConfig
+from runner.assay import format_tables, write_checkpoint
+from runner.cli.options import UsageError, add_config_options, given_options
+from runner.cli.threads import add_threads_option, set_threads
+
+MODELS = ("mlp", "resnet8", "resnet18")
+
+
+def add_parser(sub) -> None:
+    assay = sub.add_parser(
+        "assay", help="reset-cost assay: utilities vs realized reset shock",
+        description="Options of both models; each reads its own (the MLP's first, then the "
+        "ResNet-only ones), and an option left out keeps that model's default.",
+    )  # fmt: skip
+    assay.add_argument("--model", choices=MODELS, default="mlp",
+                       help="mlp (Permuted MNIST) | resnet8 | resnet18 (images); default: mlp")
+    add_config_options(assay, ResetCostConfig)
+    mlp_fields = {f.name for f in dataclasses.fields(ResetCostConfig)}
+    add_config_options(assay, ResNetAssayConfig, skip=frozenset({"model", *mlp_fields}))
+    assay.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    add_threads_option(assay)
+
+
+def run(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    if args.model == "mlp":
+        config = _config(ResetCostConfig, args)
+        total = len(config.activations) * config.seeds * len(config.checkpoints)
+        results = reset_cost.run(config)
+    else:
+        if "data" not in vars(args):
+            raise UsageError("--model resnet* needs --data: a CIFAR-100 folder or embedded-mnist")
+        config = _config(ResNetAssayConfig, args, model=args.model)
+        total = config.seeds * len(config.checkpoints)
+        results = resnet_assay.run(config)
+    folder = args.out / reset_cost.NAME
+    print(f"{reset_cost.NAME}: {total} checkpoints -> {folder}", flush=True)
+    summary = []
+    for done, result in enumerate(results, start=1):
+        write_checkpoint(result, args.out)
+        summary += result.summary
+        key = result.summary[0]
+        gxd = next(r for r in result.summary if r["utility"] == "gxd")
+        print(
+            f"[{done:3d}/{total}] {key['activation']:10s} seed {key['seed']} "
+            f"{'epoch' if 'model' in key else 'task'} {key['checkpoint']:3d}  "
+            f"probe {key['probe']}  "
+            f"gxd rho_L1 {gxd['spearman_l1']:.3f}  {result.seconds:.1f} s",
+            flush=True,
+        )
+    print()
+    print(format_tables(summary))
+
+
+def _config(cls: type, args: argparse.Namespace, **fixed):
+    """The chosen model's config; an option only the other model reads is an error."""
+    mine = {k: v for k, v in given_options(cls, args).items() if k != "model"}
+    theirs = given_options(ResetCostConfig, args) | given_options(ResNetAssayConfig, args)
+    foreign = sorted(set(theirs) - set(mine) - set(fixed) - {"model"})
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        raise UsageError(f"--model {args.model} reads no {flags}")
+    return cls(**mine, **fixed)
