@@ -11,11 +11,12 @@ from pathlib import Path
 from plasticity_core.experiments import reset_cost, resnet_assay
 from plasticity_core.experiments.reset_cost import ResetCostConfig
 from plasticity_core.experiments.resnet_assay import ResNetAssayConfig
+from plasticity_core.models.resnet import MODELS as RESNETS
 from runner.assay import format_tables, write_checkpoint
 from runner.cli.options import UsageError, add_config_options, given_options
 from runner.cli.threads import add_threads_option, set_threads
 
-MODELS = ("mlp", "resnet8", "resnet18")
+MODELS = ("mlp", *RESNETS)
 
 
 def add_parser(sub) -> None:

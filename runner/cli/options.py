@@ -104,13 +104,6 @@ def _help(info: FieldInfo) -> str:
     return f"{text} (default: {shown})" if text else f"(default: {shown})"
 
 
-def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
-    """The dataclass from the options given on the command line (and `fixed` values)."""
-    fields = {i.name for i in describe(cls)}
-    given = {k: v for k, v in vars(args).items() if k in fields}
-    return cls(**{**given, **fixed})
-
-
 def given_options(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """The fields of `cls` set on the command line."""
     fields = {i.name for i in describe(cls)}
