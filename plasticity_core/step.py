@@ -1,14 +1,15 @@
 """The MLP training step, written by hand: forward, loss, backward, and the utility taps.
 
 One step computes, without an autograd graph,
-- per-parameter gradients of the batch-mean cross-entropy (aligned with
-  `model.parameters()`, written into preallocated buffers);
+- per-parameter gradients of the batch-mean loss (`losses.py`: cross-entropy, or squared
+  error for regression; aligned with `model.parameters()`, written into preallocated
+  buffers);
 - for every hidden layer the taps a utility may need: the post-activations `h`, and, only
-  when asked for, the per-example gradients dl/dh, dz_y/dh (target logit) and
-  sum_c |dz_c/dh| (all logits).
+  when asked for, the per-example gradients dl/dh, dz_y/dh (target output) and
+  sum_c |dz_c/dh| (all outputs).
 
 The extra gradients ride along as extra rows of the same backward pass: the seed matrix
-stacks [dl/dz; onehot(y); one block of one-hot rows per class], so GXD's target-logit
+stacks [dl/dz; onehot(y); one block of one-hot rows per output], so GXD's target-logit
 backward costs a wider matmul rather than a second pass. Autograd stays the independent
 check (tests/core/test_step.py) and the engine for conv nets.
 """
@@ -18,10 +19,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from plasticity_core.models.mlp import MLP
+from plasticity_core.losses import LOSSES
 from plasticity_core.taps import TAPS, LayerTaps
 
 
@@ -67,129 +67,151 @@ class TrainingStep:
 
 
 class MLPStep(TrainingStep):
-    """Callable `(x [B, n_in], y [B]) -> None` that fills `grads`, `taps` and accumulators."""
+    """Callable `(x [B, n_in], y [B]) -> None` that fills `grads`, `taps` and accumulators.
 
-    def __init__(self, model: MLP, needs: frozenset[str] = frozenset()) -> None:
+    The same step advances a pack of R runs (`packed.PackedMLP`): every tensor then has a
+    leading run axis (x [R, B, n_in], weights [R, out, in], taps [R, B, units], loss and
+    correct counts [R]) and the matmuls are their batched forms, which give each run the
+    bits its own `mm` gives (checked in tests/core/test_packed.py)."""
+
+    def __init__(
+        self, model: nn.Module, needs: frozenset[str] = frozenset(), loss: str = "cross_entropy"
+    ) -> None:
         super().__init__(model, needs)
         p0 = self.params[0]
-        self._eye = torch.eye(model.head.out_features, device=p0.device, dtype=p0.dtype)
+        self.packed = model.head.weight.ndim == 3
+        runs = (p0.shape[0],) if self.packed else ()
+        self.loss_sum = torch.zeros(runs, device=p0.device, dtype=p0.dtype)
+        self.correct = torch.zeros(runs, device=p0.device, dtype=torch.long)
+        self.loss = LOSSES.get(loss)(model.head.out_features, p0.device, p0.dtype)
+        self._mm = torch.bmm if self.packed else torch.mm
+        self._affine = torch.baddbmm if self.packed else torch.addmm
         # Parameters, their transposes and gradient buffers are looked up once: nn.Module
         # attribute access would otherwise cost more than the small matmuls. Parameters are
         # only ever updated in place, so the views stay valid.
         grad_of = {id(p): g for p, g in zip(self.params, self.grads, strict=True)}
-        self._layers = []
-        for block in model.blocks:
-            lin, norm = block.linear, block.norm
-            self._layers.append(
-                _Layer(
-                    lin.weight,
-                    lin.weight.t(),
-                    lin.bias,
-                    grad_of[id(lin.weight)],
-                    grad_of[id(lin.bias)],
-                    None
-                    if norm is None
-                    else _Norm(
-                        norm.weight,
-                        norm.bias,
-                        norm.normalized_shape,
-                        norm.eps,
-                        grad_of[id(norm.weight)],
-                        grad_of[id(norm.bias)],
-                    ),
-                )
+
+        def layer(lin: nn.Module, norm: nn.Module | None) -> _Layer:
+            return _Layer(
+                lin.weight,
+                lin.weight.mT,
+                lin.bias.unsqueeze(1) if self.packed else lin.bias,
+                grad_of[id(lin.weight)],
+                grad_of[id(lin.bias)],
+                None
+                if norm is None
+                else _Norm(
+                    norm.weight,
+                    norm.bias,
+                    list(norm.normalized_shape),
+                    norm.eps,
+                    grad_of[id(norm.weight)],
+                    grad_of[id(norm.bias)],
+                ),
             )
-        head = model.head
-        self._head = _Layer(
-            head.weight,
-            head.weight.t(),
-            head.bias,
-            grad_of[id(head.weight)],
-            grad_of[id(head.bias)],
-            None,
-        )
+
+        self._layers = [layer(block.linear, block.norm) for block in model.blocks]
+        self._head = layer(model.head, None)
         self._act = model.act
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        act = self._act
+        act, mm, packed = self._act, self._mm, self.packed
         inputs, pre, post, norm_stats = [], [], [], []
         for layer in self._layers:
             inputs.append(x)
-            a = torch.addmm(layer.bias, x, layer.weight_t)
-            norm = layer.norm
-            if norm is not None:
-                a_norm, mean, rstd = torch.native_layer_norm(
-                    a, norm.shape, norm.weight, norm.bias, norm.eps
-                )
-                norm_stats.append(((a - mean) * rstd, rstd))
-                a = a_norm
+            a = self._affine(layer.bias, x, layer.weight_t)
+            if layer.norm is not None:
+                a, a_hat, rstd = _layer_norm(layer.norm, a, packed)
+                norm_stats.append((a_hat, rstd))
             x = act.fn(a)
             pre.append(a)
             post.append(x)
         head = self._head
-        z = torch.addmm(head.bias, x, head.weight_t)
+        z = self._affine(head.bias, x, head.weight_t)
 
-        batch = y.shape[0]
-        logp = F.log_softmax(z, dim=1)
-        self.loss_sum -= logp.gather(1, y[:, None]).sum()
-        self.correct += (z.argmax(1) == y).sum()
-        g = self._seed_rows(logp, y, batch)
-        g_loss = g[:batch]
-        torch.sum(g_loss, 0, out=head.grad_bias)
-        torch.mm(g_loss.t(), x, out=head.grad_weight)
+        batch = y.shape[-1]
+        loss, g, target_rows = self.loss.loss_and_seed(z, y, batch)
+        self.loss_sum += loss
+        if self.loss.classification:
+            self.correct += self.loss.correct(z, y)
+        g = self._seed_rows(g, target_rows, batch)
+        g_loss = g[..., :batch, :]
+        torch.sum(g_loss, -2, out=head.grad_bias)
+        mm(g_loss.mT, x, out=head.grad_weight)
         weight = head.weight
         taps = []
+        lead = (g.shape[0], -1) if packed else (-1,)
         for i in range(len(self._layers) - 1, -1, -1):
             layer = self._layers[i]
-            g_h = torch.mm(g, weight)  # [rows, units]
+            g_h = mm(g, weight)  # [(runs,) rows, units]
             taps.append(self._taps(post[i], g_h, batch) if self.needs else LayerTaps(post[i]))
-            g_a = act.backward(g_h.view(-1, batch, g_h.shape[1]), pre[i], post[i])
+            a, h = (pre[i].unsqueeze(1), post[i].unsqueeze(1)) if packed else (pre[i], post[i])
+            g_a = act.backward(g_h.view(*lead, batch, g_h.shape[-1]), a, h)
             if layer.norm is not None:
-                g_a = _layer_norm_backward(layer.norm, g_a, *norm_stats.pop())
-            g = g_a.view(-1, g_a.shape[-1])
-            g_loss = g[:batch]
-            torch.sum(g_loss, 0, out=layer.grad_bias)
-            torch.mm(g_loss.t(), inputs[i], out=layer.grad_weight)
+                g_a = _layer_norm_backward(layer.norm, g_a, *norm_stats.pop(), packed)
+            g = g_a.view(*lead, g_a.shape[-1])
+            g_loss = g[..., :batch, :]
+            torch.sum(g_loss, -2, out=layer.grad_bias)
+            mm(g_loss.mT, inputs[i], out=layer.grad_weight)
             weight = layer.weight
         taps.reverse()
         self.taps = taps
 
-    def _seed_rows(self, logp: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
+    def _seed_rows(self, g: torch.Tensor, target_rows: torch.Tensor, batch: int) -> torch.Tensor:
         """Rows of the seed matrix: the loss gradient dl/dz (scaled to the batch mean, which
         the weight gradients need), then the attribution rows the method asked for."""
-        onehot = self._eye[y]
-        g = (logp.exp() - onehot) / batch
         if not self.needs:
             return g
         seeds = [g]
         if "target_grad" in self.needs:
-            seeds.append(onehot)
+            seeds.append(target_rows)
         if "logits_grad" in self.needs:
-            seeds.append(self._eye.repeat_interleave(batch, dim=0))
-        return torch.cat(seeds)
+            every = self.loss.eye.repeat_interleave(batch, dim=0)
+            seeds.append(every.expand(g.shape[0], *every.shape) if self.packed else every)
+        return torch.cat(seeds, dim=-2)
 
     def _taps(self, h: torch.Tensor, g_h: torch.Tensor, batch: int) -> LayerTaps:
         taps = LayerTaps(h=h)
         if "loss_grad" in self.needs:
-            taps.loss_grad = g_h[:batch] * batch
+            taps.loss_grad = g_h[..., :batch, :] * batch
         row = batch
         if "target_grad" in self.needs:
-            taps.target_grad = g_h[row : row + batch]
+            taps.target_grad = g_h[..., row : row + batch, :]
             row += batch
         if "logits_grad" in self.needs:
-            taps.logits_grad = g_h[row:].view(-1, batch, g_h.shape[1]).abs().sum(0)
+            rest = g_h[..., row:, :]
+            lead = (rest.shape[0], -1) if self.packed else (-1,)
+            taps.logits_grad = rest.reshape(*lead, batch, g_h.shape[-1]).abs().sum(-3)
         return taps
 
 
+def _layer_norm(
+    norm: _Norm, a: torch.Tensor, packed: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(LayerNorm of a, the normalised a before the affine, 1/std). A pack's affine
+    parameters [runs, units] are applied after the kernel, which takes one shared affine."""
+    if not packed:
+        a_norm, mean, rstd = torch.native_layer_norm(a, norm.shape, norm.weight, norm.bias,
+                                                     norm.eps)  # fmt: skip
+        return a_norm, (a - mean) * rstd, rstd
+    _, mean, rstd = torch.native_layer_norm(a, norm.shape, None, None, norm.eps)
+    a_hat = (a - mean) * rstd
+    return torch.addcmul(norm.bias.unsqueeze(1), a_hat, norm.weight.unsqueeze(1)), a_hat, rstd
+
+
 def _layer_norm_backward(
-    norm: _Norm, g_a: torch.Tensor, a_hat: torch.Tensor, rstd: torch.Tensor
+    norm: _Norm, g_a: torch.Tensor, a_hat: torch.Tensor, rstd: torch.Tensor, packed: bool
 ) -> torch.Tensor:
-    """LayerNorm's backward for every seed row [rows, batch, units]; fills the affine
-    gradients from the loss row (row 0)."""
-    torch.sum(g_a[0], 0, out=norm.grad_bias)
-    torch.sum(g_a[0] * a_hat, 0, out=norm.grad_weight)
-    g_hat = g_a * norm.weight
+    """LayerNorm's backward for every seed row [(runs,) rows, batch, units]; fills the
+    affine gradients from the loss rows (row 0)."""
+    loss_rows = g_a[:, 0] if packed else g_a[0]
+    torch.sum(loss_rows, -2, out=norm.grad_bias)
+    torch.sum(loss_rows * a_hat, -2, out=norm.grad_weight)
+    weight = norm.weight
+    if packed:
+        weight, a_hat, rstd = weight[:, None, None], a_hat.unsqueeze(1), rstd.unsqueeze(1)
+    g_hat = g_a * weight
     return rstd * (
         g_hat - g_hat.mean(-1, keepdim=True) - a_hat * (g_hat * a_hat).mean(-1, keepdim=True)
     )

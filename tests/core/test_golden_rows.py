@@ -1,6 +1,11 @@
-"""Rows of fixed seeds are bit-identical to those the code wrote before the experiments
-shared one task loop (tests/core/golden_rows.json, written by the code of commit 8b5e77a).
-Every column is compared exactly except timings and the code version."""
+"""Rows of fixed seeds equal those the code wrote before the experiments shared one task
+loop (tests/core/golden_rows.json, written by the code of commit 8b5e77a on an Intel CPU).
+
+Integers and text (tasks, reset counts, configuration) are compared exactly, floats to a
+relative 1e-4: the same code gives other low bits on another CPU (an AMD EPYC differs from
+the writer in the 7th digit of a loss: BLAS and conv kernels pick their blocking by the
+CPU), so bit-identity is checked where it can hold, inside one process (a pack against its
+runs alone: tests/core/test_packed.py)."""
 
 import json
 from pathlib import Path
@@ -37,7 +42,13 @@ def test_rows_of_a_fixed_seed_equal_the_golden_rows(case):
     golden = GOLDEN[case]
     assert len(rows) == len(golden)
     for row, expected in zip(rows, golden, strict=True):
-        assert _stable(row) == _stable(expected)
+        row, expected = _stable(row), _stable(expected)
+        assert row.keys() == expected.keys()
+        for key, value in expected.items():
+            if isinstance(value, float):
+                assert row[key] == pytest.approx(value, rel=1e-4, abs=1e-9), key
+            else:
+                assert row[key] == value, key
 
 
 def _stable(row: dict) -> dict:
