@@ -102,7 +102,7 @@ class ContinuousCIFAR(TaskLoop):
         x_test, y_test = self._pair(self.x_test, self.y_test, classes)
         self._reset_head()
         columns = {"class_a": classes[0], "class_b": classes[1]}
-        return Task(self._batches(x, y), x_test, y_test, columns)
+        return Task(x_test, y_test, batches=self._batches(x, y), columns=columns)
 
     def _batches(self, x: torch.Tensor, y: torch.Tensor):
         cfg = self.config

@@ -14,12 +14,13 @@ index); `PermutedMNIST(config, state)` continues bit-identically.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 
-from plasticity_core.data.mnist import load_mnist
+from plasticity_core.data.mnist import MNISTSplit, load_mnist
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.registry import EXPERIMENTS, Experiment, StepCost
@@ -72,10 +73,10 @@ class PermutedMNIST(TaskLoop):
     NAME = NAME
 
     def load_data(self) -> None:
-        split = load_mnist(self.config.data)
+        split = _dataset(self.config.data, self.device)
         self.n_pixels, self.n_classes = split.n_pixels, split.n_classes
-        self.x_train, self.y_train = split.x_train.to(self.device), split.y_train.to(self.device)
-        self.x_test, self.y_test = split.x_test.to(self.device), split.y_test.to(self.device)
+        self.x_train, self.y_train = split.x_train, split.y_train
+        self.x_test, self.y_test = split.x_test, split.y_test
 
     def build_model(self) -> MLP:
         cfg = self.config
@@ -87,17 +88,14 @@ class PermutedMNIST(TaskLoop):
 
     def start_task(self) -> Task:
         cfg = self.config
-        pixels = task_permutation(self.task, cfg.permutation_seed, self.x_train.shape[1])
-        pixels = pixels.to(self.device)
+        x_train, x_test = _permuted(cfg.data, self.device, self.task, cfg.permutation_seed)
         order = torch.randperm(len(self.y_train), generator=self.order_generator)
         order = order.to(self.device)
-        x, y = self.x_train[order][:, pixels], self.y_train[order]
         if cfg.head_reset_every and self.task and self.task % cfg.head_reset_every == 0:
             self._reset_head()
-        batches = ((x[i : i + cfg.batch_size], y[i : i + cfg.batch_size])
-                   for i in range(0, len(y), cfg.batch_size))  # fmt: skip
-        probe = x[: cfg.probe_size] if cfg.probe_size else None
-        return Task(batches, self.x_test[:, pixels], self.y_test, probe=probe)
+        probe = x_train[order[: cfg.probe_size]] if cfg.probe_size else None
+        return Task(x_test, self.y_test, examples=(x_train, self.y_train), order=order,
+                    batch_size=cfg.batch_size, probe=probe)  # fmt: skip
 
     @torch.no_grad()
     def _reset_head(self) -> None:
@@ -106,6 +104,25 @@ class PermutedMNIST(TaskLoop):
         head.bias.zero_()
         for param in (head.weight, head.bias):
             self.optimizer.reset(param, torch.arange(len(param), device=param.device), 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _dataset(data: str, device: torch.device) -> MNISTSplit:
+    """The split on `device`, loaded once per process: the runs of a pack (and the trials
+    a Ray worker runs in turn) share one copy rather than holding one each."""
+    split = load_mnist(data)
+    return MNISTSplit(*(t.to(device) for t in (split.x_train, split.y_train, split.x_test,
+                                               split.y_test)))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def _permuted(
+    data: str, device: torch.device, task: int, permutation_seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Task `task`'s permuted training and test inputs, made once for every run of a pack."""
+    split = _dataset(data, device)
+    pixels = task_permutation(task, permutation_seed, split.n_pixels).to(device)
+    return split.x_train[:, pixels], split.x_test[:, pixels]
 
 
 def step_cost(config: PermutedMNISTConfig) -> StepCost:

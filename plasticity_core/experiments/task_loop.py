@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -83,16 +84,48 @@ def _plain(value):
 
 @dataclass
 class Task:
-    """What one task trains and is tested on, from the recipe's `start_task`."""
+    """What one task trains and is tested on, from the recipe's `start_task`. The training
+    examples come either as `examples` (a pool) stepped on in `order`, `batch_size` at a
+    time, which a pack of runs can gather in one op, or as any iterable of `batches`."""
 
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-    """The training minibatches (x, y) in the order they are stepped on."""
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    x_test: torch.Tensor | None
+    """Held-out inputs; None for an online measure (the row's loss is the task's error)."""
+    y_test: torch.Tensor | None
+    examples: tuple[torch.Tensor, torch.Tensor] | None = None
+    """(x [N, ...], y [N]): the pool the task's minibatches are drawn from."""
+    order: torch.Tensor | None = None
+    """[N] indices into `examples` in the order they are stepped on; None = pool order."""
+    batch_size: int = 0
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None
+    """The training minibatches (x, y), when they are not a pool (augmented images)."""
     columns: dict = field(default_factory=dict)
     """Row columns naming what the task is (e.g. its classes)."""
     probe: torch.Tensor | None = None
     """Inputs for the task-end diagnostics; None = no diagnostics."""
+
+    def minibatches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.batches is not None:
+            yield from self.batches
+            return
+        x, y = self.examples
+        for i in range(0, len(y), self.batch_size):
+            if self.order is None:
+                yield x[i : i + self.batch_size], y[i : i + self.batch_size]
+            else:
+                batch = self.order[i : i + self.batch_size]
+                yield x[batch], y[batch]
+
+
+class TaskTotals(NamedTuple):
+    """What training on one task adds up to, for its row."""
+
+    loss_sum: float
+    correct: int
+    examples: int
+    steps: int
+    resets: int
+    grad_norm: float
+    """Mean over steps of the gradient's global norm (NaN when not tracked)."""
 
 
 class TaskLoop:
@@ -104,6 +137,8 @@ class TaskLoop:
     `generator` draws everything the network draws (init, resets, noise); the others stay
     apart so that changing the method does not change the data order."""
     EVAL_CHUNK = 2048
+    CLASSIFICATION = True
+    """False for regression: rows then carry no train_accuracy."""
 
     def __init__(self, config: TaskConfig, state: dict | None = None) -> None:
         self.config = config
@@ -157,7 +192,6 @@ class TaskLoop:
             yield row
 
     def _run_task(self) -> dict:
-        cfg = self.config
         start = time.perf_counter()
         task = self.start_task()
         step, method, params = self.step, self.method, self.step.params
@@ -166,7 +200,7 @@ class TaskLoop:
         grad_norm = self._grad_norm.zero_()
         track = task.probe is not None
         resets = steps = n = 0
-        for x, y in task.batches:
+        for x, y in task.minibatches():
             step(x, y)
             method.before_step(params, step.grads)
             if track:
@@ -175,8 +209,15 @@ class TaskLoop:
             resets += method.after_step(step.taps)
             steps += 1
             n += len(y)
-        self.examples_seen += n
-        loss = step.loss_sum.item() / n
+        totals = TaskTotals(step.loss_sum.item(), int(step.correct.item()), n, steps, resets,
+                            grad_norm.item() / steps if track else math.nan)  # fmt: skip
+        return self.finish_task(task, totals, time.perf_counter() - start)
+
+    def finish_task(self, task: Task, totals: TaskTotals, seconds: float) -> dict:
+        """The task's row, after the divergence check; raises TrainingDiverged."""
+        cfg = self.config
+        self.examples_seen += totals.examples
+        loss = totals.loss_sum / totals.examples
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training loss became {loss} on task {self.task} "
@@ -188,17 +229,21 @@ class TaskLoop:
             "seed": cfg.seed,
             "task": self.task,
             **task.columns,
-            "accuracy": self.evaluate(task.x_test, task.y_test),
-            "train_accuracy": step.correct.item() / n,
+        }
+        if task.x_test is not None:
+            row["accuracy"] = self.evaluate(task.x_test, task.y_test)
+        if self.CLASSIFICATION:
+            row["train_accuracy"] = totals.correct / totals.examples
+        row.update({
             "loss": loss,
-            "resets": resets,
+            "resets": totals.resets,
             "examples_seen": self.examples_seen,
-            "seconds": time.perf_counter() - start,
+            "seconds": seconds,
             "config_hash": self.config_hash,
             "code_version": code_version(),
-        }
-        if track:
-            row.update(self._diagnostics(task.probe, grad_norm.item() / steps))
+        })  # fmt: skip
+        if task.probe is not None:
+            row.update(self._diagnostics(task.probe, totals.grad_norm))
         return row
 
     def _reset_counts(self) -> list[int]:

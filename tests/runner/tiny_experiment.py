@@ -36,8 +36,8 @@ class Tiny(TaskLoop):
 
     def start_task(self) -> Task:
         y = torch.randint(0, 4, (256,), generator=self.order_generator)
-        batches = [(self.x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
-        return Task(batches, self.x, y, columns={"label_seed": self.task})
+        return Task(self.x, y, examples=(self.x, y), batch_size=32,
+                    columns={"label_seed": self.task})
 
 
 EXPERIMENTS.add(NAME, Experiment(NAME, TinyConfig, Tiny, "random labels on random inputs",
