@@ -36,9 +36,19 @@ class Tiny(TaskLoop):
 
     def start_task(self) -> Task:
         y = torch.randint(0, 4, (256,), generator=self.order_generator)
-        return Task(self.x, y, examples=(self.x, y), batch_size=32,
-                    columns={"label_seed": self.task})
+        return Task(
+            self.x, y, examples=(self.x, y), batch_size=32, columns={"label_seed": self.task}
+        )
 
 
-EXPERIMENTS.add(NAME, Experiment(NAME, TinyConfig, Tiny, "random labels on random inputs",
-                                 measured=("label_seed",), facets=("width", "method")))
+EXPERIMENTS.add(
+    NAME,
+    Experiment(
+        NAME,
+        TinyConfig,
+        Tiny,
+        "random labels on random inputs",
+        measured=("label_seed",),
+        facets=("width", "method"),
+    ),
+)
