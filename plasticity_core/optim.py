@@ -16,12 +16,18 @@ from plasticity_core.errors import ConfigError
 from plasticity_core.registry import Registry
 
 
+Rate = float | torch.Tensor
+"""A hyperparameter: one number, or one per run [R] for the [R, ...] parameters of a pack."""
+
+
 class Optimizer:
     """Common bookkeeping: parameter lookup and per-slice reset of every state tensor."""
 
-    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], lr: Rate) -> None:
         self.params = list(params)
         self.lr = lr
+        # A pack's per-run learning rates as -lr views broadcasting over each parameter.
+        self._neg_lr = None if isinstance(lr, float | int) else per_run(-lr, self.params)
         self._index = {id(p): i for i, p in enumerate(self.params)}
         self.state: dict[str, list[torch.Tensor]] = {}
 
@@ -48,24 +54,37 @@ class Optimizer:
                 t.copy_(saved)
 
 
+def per_run(values: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """values [R] as views [R, 1, ...] broadcasting over each [R, ...] tensor of `like`."""
+    return [values.view(-1, *[1] * (t.ndim - 1)) for t in like]
+
+
 class SGD(Optimizer):
     """p <- p - lr * m, m <- momentum * m + g (PyTorch's convention; plain SGD if momentum 0)."""
 
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], lr: Rate, momentum: Rate = 0.0) -> None:
         super().__init__(params, lr)
         self.momentum = momentum
-        if momentum:
+        scalar = isinstance(momentum, float | int)
+        self._momenta = momentum if scalar else per_run(momentum, self.params)
+        if not scalar or momentum:
             self.state["momentum_buffer"] = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self, grads: Sequence[torch.Tensor]) -> None:
-        if not self.momentum:
-            torch._foreach_add_(self.params, grads, alpha=-self.lr)
-            return
-        bufs = self.state["momentum_buffer"]
-        torch._foreach_mul_(bufs, self.momentum)
-        torch._foreach_add_(bufs, grads)
-        torch._foreach_add_(self.params, bufs, alpha=-self.lr)
+        if "momentum_buffer" in self.state:
+            bufs = self.state["momentum_buffer"]
+            torch._foreach_mul_(bufs, self._momenta)
+            torch._foreach_add_(bufs, grads)
+            grads = bufs
+        self._descend(grads)
+
+    def _descend(self, directions: Sequence[torch.Tensor]) -> None:
+        """p <- p - lr * d."""
+        if self._neg_lr is None:
+            torch._foreach_add_(self.params, directions, alpha=-self.lr)
+        else:
+            torch._foreach_addcmul_(self.params, directions, self._neg_lr)
 
 
 class Adam(Optimizer):
@@ -74,7 +93,7 @@ class Adam(Optimizer):
     def __init__(
         self,
         params: Sequence[torch.Tensor],
-        lr: float,
+        lr: Rate,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
@@ -91,11 +110,14 @@ class Adam(Optimizer):
         torch._foreach_mul_(v, self.beta2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - self.beta2)
         torch._foreach_add_(steps, 1)
-        for p, m_i, v_i, t in zip(self.params, m, v, steps, strict=False):
+        for i, (p, m_i, v_i, t) in enumerate(zip(self.params, m, v, steps, strict=True)):
             bias1 = 1 - torch.pow(self.beta1, t)
             bias2 = 1 - torch.pow(self.beta2, t)
             denom = (v_i / bias2).sqrt_().add_(self.eps)
-            p.addcdiv_(m_i / bias1, denom, value=-self.lr)
+            if self._neg_lr is None:
+                p.addcdiv_(m_i / bias1, denom, value=-self.lr)
+            else:
+                p.addcmul_((m_i / bias1).div_(denom), self._neg_lr[i])
 
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")

@@ -12,8 +12,10 @@ CBP engine completes every layer's at once on flat vectors, folding the 1/count 
 update: on a 256-unit layer each per-layer op saved is a few microseconds of a ~1 ms step.
 
 Shapes: `h` is [batch, units] for linear layers and [batch, channels, H, W] for conv layers;
-sums run over every axis but the unit axis (1). Weights follow PyTorch: incoming `w_in[i]` and
-outgoing `w_out[:, i]` belong to unit i.
+sums run over every axis but the unit axis (1). A pack of R MLP runs (`packed/`) gives
+[R, batch, units] against references [R, units]: sums then run over the batch axis (1) and
+give [R, units]. Weights follow PyTorch: incoming `w_in[i]` and outgoing `w_out[:, i]`
+belong to unit i.
 """
 
 from __future__ import annotations
@@ -72,13 +74,17 @@ UTILITIES: Registry[Utility] = Registry("utility")
 
 
 def batch_axes(t: torch.Tensor) -> int | tuple[int, ...]:
-    """Every axis of [batch, units, ...] but the unit axis 1 (a plain int when 2-D: faster)."""
-    return 0 if t.ndim == 2 else (0, *range(2, t.ndim))
+    """Every axis of [batch, units, ...] but the unit axis 1 (a plain int when 2-D: faster);
+    the batch axis 1 of a pack's [runs, batch, units]."""
+    if t.ndim <= 3:
+        return t.ndim - 2
+    return (0, *range(2, t.ndim))
 
 
 def positions(h: torch.Tensor) -> int:
-    """How many values of each unit a batch holds: examples x spatial positions."""
-    return h.numel() // h.shape[1]
+    """How many values of each unit a batch holds: examples x spatial positions (a pack's
+    [runs, batch, units]: the batch)."""
+    return h.shape[1] if h.ndim == 3 else h.numel() // h.shape[1]
 
 
 def _unit_sum(t: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -94,7 +100,9 @@ def _abs(t: torch.Tensor, u: UtilityInputs) -> torch.Tensor:
 def _displacement(u: UtilityInputs) -> torch.Tensor:
     """h - r with r broadcast over batch (and spatial) axes, into the scratch buffer."""
     h, r = u.taps.h, u.reference
-    if h.ndim > 2:
+    if h.ndim == 3:  # a pack: r [runs, units] against h [runs, batch, units]
+        r = r.unsqueeze(1)
+    elif h.ndim > 3:
         r = r.view(-1, *([1] * (h.ndim - 2)))
     return h - r if u.scratch is None else torch.sub(h, r, out=u.scratch)
 
@@ -183,4 +191,11 @@ def gxd_all(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
 @utility("random", description="uniform noise: a random ranking", averaged=False)
 def random(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
     h = u.taps.h
-    return torch.rand(h.shape[1], generator=u.generator, device=h.device, dtype=h.dtype, out=out)
+    if h.ndim != 3:
+        return torch.rand(h.shape[1], generator=u.generator, device=h.device, dtype=h.dtype,
+                          out=out)  # fmt: skip
+    # A pack: each run draws from its own generator (a list), as it would alone.
+    out = torch.empty(h.shape[0], h.shape[2], device=h.device, dtype=h.dtype) if out is None else out
+    for r, generator in enumerate(u.generator):
+        out[r] = torch.rand(h.shape[2], generator=generator, device=h.device, dtype=h.dtype)
+    return out
