@@ -15,7 +15,6 @@ import torch
 from plasticity_core.errors import ConfigError
 from plasticity_core.registry import Registry
 
-
 Rate = float | torch.Tensor
 """A hyperparameter: one number, or one per run [R] for the [R, ...] parameters of a pack."""
 

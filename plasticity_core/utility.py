@@ -195,7 +195,8 @@ def random(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
         return torch.rand(h.shape[1], generator=u.generator, device=h.device, dtype=h.dtype,
                           out=out)  # fmt: skip
     # A pack: each run draws from its own generator (a list), as it would alone.
-    out = torch.empty(h.shape[0], h.shape[2], device=h.device, dtype=h.dtype) if out is None else out
+    if out is None:
+        out = torch.empty(h.shape[0], h.shape[2], device=h.device, dtype=h.dtype)
     for r, generator in enumerate(u.generator):
         out[r] = torch.rand(h.shape[2], generator=generator, device=h.device, dtype=h.dtype)
     return out
