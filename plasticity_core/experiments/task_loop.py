@@ -26,6 +26,7 @@ from plasticity_core.diagnostics import DEFINITIONS_VERSION, network_diagnostics
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.experiments import state as experiment_state
 from plasticity_core.fields import check_choices, option
+from plasticity_core.losses import LOSSES
 from plasticity_core.methods import MethodConfig, build_method
 from plasticity_core.optim import OPTIMIZERS, check_optimizer, make_optimizer
 from plasticity_core.provenance import code_version, config_hash
@@ -137,8 +138,8 @@ class TaskLoop:
     `generator` draws everything the network draws (init, resets, noise); the others stay
     apart so that changing the method does not change the data order."""
     EVAL_CHUNK = 2048
-    CLASSIFICATION = True
-    """False for regression: rows then carry no train_accuracy."""
+    LOSS = "cross_entropy"
+    """The training loss (`losses.LOSSES`); a regression's rows carry no train_accuracy."""
 
     def __init__(self, config: TaskConfig, state: dict | None = None) -> None:
         self.config = config
@@ -232,7 +233,7 @@ class TaskLoop:
         }
         if task.x_test is not None:
             row["accuracy"] = self.evaluate(task.x_test, task.y_test)
-        if self.CLASSIFICATION:
+        if LOSSES.get(self.LOSS).classification:
             row["train_accuracy"] = totals.correct / totals.examples
         row.update({
             "loss": loss,
