@@ -87,7 +87,11 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with an elementwise step count for the bias correction."""
+    """Adam with elementwise bias corrections 1 - beta^t, kept as state and advanced by
+    c <- beta c + (1 - beta) each step: one cheap op where a pow over step counts cost most
+    of the update, and a kernel that gives every element the same bits however the
+    parameter is laid out (pow's vectorised and scalar paths differ in the last bit, so a
+    packed run would drift from its run alone). A reset zeroes c with the moments."""
 
     def __init__(
         self,
@@ -99,24 +103,26 @@ class Adam(Optimizer):
         super().__init__(params, lr)
         self.beta1, self.beta2 = betas
         self.eps = eps
-        for key in ("exp_avg", "exp_avg_sq", "step"):
+        for key in ("exp_avg", "exp_avg_sq", "correction1", "correction2"):
             self.state[key] = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self, grads: Sequence[torch.Tensor]) -> None:
-        m, v, steps = self.state["exp_avg"], self.state["exp_avg_sq"], self.state["step"]
+        state = self.state
+        m, v = state["exp_avg"], state["exp_avg_sq"]
         torch._foreach_lerp_(m, grads, 1 - self.beta1)
         torch._foreach_mul_(v, self.beta2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - self.beta2)
-        torch._foreach_add_(steps, 1)
-        for i, (p, m_i, v_i, t) in enumerate(zip(self.params, m, v, steps, strict=True)):
-            bias1 = 1 - torch.pow(self.beta1, t)
-            bias2 = 1 - torch.pow(self.beta2, t)
-            denom = (v_i / bias2).sqrt_().add_(self.eps)
+        for key, beta in (("correction1", self.beta1), ("correction2", self.beta2)):
+            torch._foreach_mul_(state[key], beta)
+            torch._foreach_add_(state[key], 1 - beta)
+        for i, (p, m_i, v_i) in enumerate(zip(self.params, m, v, strict=True)):
+            denom = (v_i / state["correction2"][i]).sqrt_().add_(self.eps)
+            update = m_i / state["correction1"][i]
             if self._neg_lr is None:
-                p.addcdiv_(m_i / bias1, denom, value=-self.lr)
+                p.addcdiv_(update, denom, value=-self.lr)
             else:
-                p.addcmul_((m_i / bias1).div_(denom), self._neg_lr[i])
+                p.addcmul_(update.div_(denom), self._neg_lr[i])
 
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")

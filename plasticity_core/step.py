@@ -195,9 +195,11 @@ def _layer_norm(
         a_norm, mean, rstd = torch.native_layer_norm(a, norm.shape, norm.weight, norm.bias,
                                                      norm.eps)  # fmt: skip
         return a_norm, (a - mean) * rstd, rstd
-    _, mean, rstd = torch.native_layer_norm(a, norm.shape, None, None, norm.eps)
-    a_hat = (a - mean) * rstd
-    return torch.addcmul(norm.bias.unsqueeze(1), a_hat, norm.weight.unsqueeze(1)), a_hat, rstd
+    normalised, mean, rstd = torch.native_layer_norm(a, norm.shape, None, None, norm.eps)
+    # The kernel's own normalised values times the weight plus the bias: the rounding steps
+    # of its fused affine, so a packed run keeps its bits.
+    a_norm = torch.addcmul(norm.bias.unsqueeze(1), normalised, norm.weight.unsqueeze(1))
+    return a_norm, (a - mean) * rstd, rstd
 
 
 def _layer_norm_backward(

@@ -139,6 +139,7 @@ EXPERIMENTS.add(NAME, Experiment(
     run=PermutedMNIST,
     description="Online Permuted MNIST on an MLP (paper section 5.2)",
     cost=step_cost,
+    packable=True,
 ))  # fmt: skip
 
 __all__ = ["NAME", "PermutedMNIST", "PermutedMNISTConfig"]

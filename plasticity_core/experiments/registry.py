@@ -42,6 +42,13 @@ class Experiment:
     """Config fields the dashboard's accuracy views split into columns and rows."""
     cost: Callable[[Any], StepCost | None] = lambda config: None
     """Step counts for `plasticity plan` (None: only trials and tasks are counted)."""
+    packable: bool = False
+    """Whether many runs can share one vectorised step (`packed.PackedLoop(run, configs)`:
+    an MLP recipe whose tasks give their examples as a pool)."""
+    metric: str = "accuracy"
+    """The row column its results are judged by (selection, summaries)."""
+    mode: str = "max"
+    """'max' when a higher `metric` is better, 'min' when lower is (an error)."""
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")

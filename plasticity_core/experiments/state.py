@@ -22,6 +22,7 @@ def state_dict(experiment, generators: tuple[str, ...]) -> dict:
         "model": {k: v.clone() for k, v in experiment.model.state_dict().items()},
         "optimizer": experiment.optimizer.state_dict(),
         "method": experiment.method.state_dict(),
+        "recipe": experiment.recipe_state(),
         **{name: getattr(experiment, name).get_state() for name in generators},
     }
 
@@ -37,5 +38,6 @@ def load_state_dict(experiment, state: dict, generators: tuple[str, ...]) -> Non
     experiment.model.load_state_dict(state["model"])
     experiment.optimizer.load_state_dict(state["optimizer"])
     experiment.method.load_state_dict(state["method"])
+    experiment.load_recipe_state(state.get("recipe", {}))
     for name in generators:
         getattr(experiment, name).set_state(state[name])

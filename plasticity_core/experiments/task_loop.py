@@ -184,6 +184,14 @@ class TaskLoop:
         """Task `self.task`'s data, after any task-boundary change (head reset)."""
         raise NotImplementedError
 
+    def recipe_state(self) -> dict:
+        """What the recipe itself must save besides model, optimizer, method and generators
+        (tensors and plain values only: checkpoints load with weights_only=True)."""
+        return {}
+
+    def load_recipe_state(self, state: dict) -> None:
+        pass
+
     # ------------------------------------------------------------ the shared loop
 
     def __iter__(self) -> Iterator[dict]:

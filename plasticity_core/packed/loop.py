@@ -94,8 +94,9 @@ class PackedLoop:
             self.method = PackedCBP([loop.method for loop in loops], self.model)
         else:
             self.method = PackedBackprop(len(loops))
-        norms = torch.zeros(len(loops), device=self.model.head.weight.device)
-        self._grad_norm = norms
+        self._grad_norm = torch.zeros(len(loops), device=self.model.head.weight.device)
+        # Each run's gradients as views, run-major, so its global norm is the one-run op.
+        self._run_grads = [g[r] for r in range(len(loops)) for g in self.step.grads]
 
     def __iter__(self) -> Iterator[list]:
         while self.task < self.tasks:
@@ -114,7 +115,8 @@ class PackedLoop:
         for x, y in _stacked_batches(tasks):
             step(x, y)
             if track:
-                grad_norm += torch.stack([g.flatten(1).norm(dim=1) for g in step.grads]).norm(dim=0)
+                norms = torch.stack(torch._foreach_norm(self._run_grads)).view(len(loops), -1)
+                grad_norm += torch.linalg.vector_norm(norms, dim=1)
             optimizer.step(step.grads)
             method.after_step(step.taps)
             steps += 1
