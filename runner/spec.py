@@ -15,6 +15,8 @@
     device: auto                     # auto (cuda when Ray gave the trial a GPU) | cpu | cuda
     checkpoint_every: 10             # tasks between checkpoints (and always at the end)
     max_failures: 2                  # retries of a crashed trial within one run
+    pack: 1                          # up to N runs (seeds, lr, rates) in one vectorised
+                                     # step: one Ray trial, whose resources they share
 
 Every problem of a spec is reported at once, each with its YAML path.
 """
@@ -34,6 +36,7 @@ import yaml
 
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments import EXPERIMENTS
+from plasticity_core.packed.loop import PACKED_METHODS, pack_key
 from runner.schema import BAD, coerce, field_types, integer, parse_section
 from runner.trial import Trial
 
@@ -96,6 +99,7 @@ class SweepSpec:
     device: str = "auto"
     checkpoint_every: int = 10
     max_failures: int = 2
+    pack: int = 1
     description: str = ""
 
     @property
@@ -131,6 +135,18 @@ class SweepSpec:
         return [Trial.of(self.experiment, stage, params, seed) for params in points
                 for seed in seeds]  # fmt: skip
 
+    def packs(self, trials: list[Trial]) -> list[list[Trial]]:
+        """The trials in packs of up to `pack` runs that can share a step (same experiment
+        config but for `PACKED_FIELDS`, a packable method), in trial order."""
+        groups: dict[tuple, list[Trial]] = {}
+        for trial in trials:
+            config = trial.config()
+            alone = self.pack == 1 or config.method not in PACKED_METHODS
+            groups.setdefault(("alone", trial.trial_id) if alone else pack_key(config),
+                              []).append(trial)  # fmt: skip
+        return [runs[i : i + self.pack] for runs in groups.values()
+                for i in range(0, len(runs), self.pack)]  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """A plain mapping that `parse_spec` turns back into an equal spec."""
         return {
@@ -145,6 +161,7 @@ class SweepSpec:
             "device": self.device,
             "checkpoint_every": self.checkpoint_every,
             "max_failures": self.max_failures,
+            "pack": self.pack,
         }
 
 
@@ -189,7 +206,7 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
         raise SpecError(source, [f"(top): expected a mapping, got {type(data).__name__}"])
     known = {
         "name", "experiment", "description", "fixed", "grid", "seeds", "select",
-        "resources", "device", "checkpoint_every", "max_failures",
+        "resources", "device", "checkpoint_every", "max_failures", "pack",
     }  # fmt: skip
     problems += [f"{k}: unknown key; allowed: {', '.join(sorted(known))}" for k in data
                  if k not in known]  # fmt: skip
@@ -218,6 +235,9 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
         problems.append("device: cuda needs resources.gpu > 0 so Ray reserves a GPU")
     every = integer(data.get("checkpoint_every", 10), "checkpoint_every", problems, minimum=1)
     failures = integer(data.get("max_failures", 2), "max_failures", problems, minimum=0)
+    pack = integer(data.get("pack", 1), "pack", problems, minimum=1)
+    if isinstance(pack, int) and pack > 1 and not EXPERIMENTS.get(experiment).packable:
+        problems.append(f"pack: {experiment} cannot pack runs (its model is no MLP); use 1")
     description = data.get("description", "")
     if not isinstance(description, str):
         problems.append("description: expected text")
@@ -228,7 +248,7 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
             name=name, experiment=experiment, fixed=fixed, grid=tuple(grid),
             sweep_seeds=sweep_seeds, final_seeds=final_seeds, select=select,
             resources=res, device=device, checkpoint_every=every, max_failures=failures,
-            description=description,
+            pack=pack, description=description,
         )  # fmt: skip
         _check_combinations(spec, problems)
         if not problems:

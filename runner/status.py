@@ -37,19 +37,23 @@ def stage_status(folder: Folder, stage: str, rows: pd.DataFrame) -> StageStatus 
         return None
     analysis = ExperimentAnalysis((folder / stage).uri)
     states: dict[str, int] = {}
-    for trial in analysis.trials:
-        states[trial.status] = states.get(trial.status, 0) + 1
+    seeds, runs = set(), 0
+    for trial in analysis.trials:  # a Tune trial may be a pack: count its runs
+        members = trial.config["trial"]["runs"]
+        states[trial.status] = states.get(trial.status, 0) + len(members)
+        seeds.update(run["seed"] for run in members)
+        runs += len(members)
     records = trial_records(folder, stage)
     stage_rows = rows[rows["stage"] == stage] if len(rows) else rows
     return StageStatus(
         stage=stage,
-        trials=len(analysis.trials),
+        trials=runs,
         done=states.get("TERMINATED", 0),
         running=states.get("RUNNING", 0),
         pending=states.get("PENDING", 0),
         failed=states.get("ERROR", 0),
         diverged=sum(r["status"] == "diverged" for r in records.values()),
-        seeds=len({trial.config["trial"]["seed"] for trial in analysis.trials}),
+        seeds=len(seeds),
         tasks_saved=len(stage_rows),
         tasks_planned=sum(trial.config["trial"]["tasks"] for trial in analysis.trials),
     )

@@ -20,6 +20,9 @@ from __future__ import annotations
 import json
 import time
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import yaml
 from ray import tune
 
@@ -57,7 +60,8 @@ def load_folder_spec(folder: Folder) -> SweepSpec:
 
 
 def stage_trials(spec: SweepSpec, folder: Folder, stage: str) -> list[dict]:
-    """Trial configs of a Tune stage: grid x sweep seeds, or the selection x final seeds."""
+    """Tune trial configs of a stage: grid x sweep seeds, or the selection x final seeds,
+    in packs of up to `spec.pack` runs that can share a step."""
     if stage == "sweep":
         points, seeds = spec.configurations(), spec.sweep_seeds
     else:
@@ -66,7 +70,7 @@ def stage_trials(spec: SweepSpec, folder: Folder, stage: str) -> list[dict]:
             raise ConfigError(f"{folder}: no selection.json yet; run the select stage first")
         points = [c["params"] for c in json.loads(choice_file.read_text())["choices"]]
         seeds = spec.final_seeds
-    return [trial_config(spec, trial) for trial in spec.trials(stage, points, seeds)]
+    return [trial_config(spec, runs) for runs in spec.packs(spec.trials(stage, points, seeds))]
 
 
 def run_stages(spec: SweepSpec, folder: Folder, stages: list[str], printer=print) -> int:
@@ -174,20 +178,27 @@ def _trial_dirname(trial) -> str:
 
 
 def collect(checkpoint: tune.Checkpoint) -> None:
-    """Copies a checkpoint's rows and trial record into the experiment's dataset. The
-    experiment folder is found from the checkpoint's own place (EXPERIMENT/STAGE/TRIAL/
-    checkpoint_N), so this keeps working when the folder has been moved since."""
+    """Copies a checkpoint's rows and records into the experiment's dataset, one file per
+    run. The experiment folder is found from the checkpoint's own place (EXPERIMENT/STAGE/
+    TRIAL/checkpoint_N), so this keeps working when the folder has been moved since."""
     fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
     folder = Folder.on(fs, path.rsplit("/", 3)[0])
-    with fs.open_input_stream(f"{path}/trial.json") as f:
-        record = json.loads(f.read())
-    trial_id, stage = record["trial_id"], record["stage"]
+    with fs.open_input_stream(f"{path}/trials.json") as f:
+        records = json.loads(f.read())
     try:
         with fs.open_input_stream(f"{path}/rows.parquet") as f:
-            trial_rows_file(folder, stage, trial_id).write_bytes(f.read())
+            rows = pq.read_table(pa.BufferReader(f.read()), use_threads=False)
     except FileNotFoundError:
-        pass  # diverged on its first task: no rows
-    (folder / "trials" / f"stage={stage}" / f"{trial_id}.json").write_text(json.dumps(record))
+        rows = None  # every run diverged on its first task: no rows
+    for record in records:
+        trial_id, stage = record["trial_id"], record["stage"]
+        if rows is not None:
+            own = rows.filter(pc.equal(rows["trial_id"], trial_id))
+            if own.num_rows:
+                sink = pa.BufferOutputStream()
+                pq.write_table(own, sink)
+                trial_rows_file(folder, stage, trial_id).write_bytes(sink.getvalue().to_pybytes())
+        (folder / "trials" / f"stage={stage}" / f"{trial_id}.json").write_text(json.dumps(record))
 
 
 class Collect(tune.Callback):
@@ -238,7 +249,7 @@ class Progress(tune.Callback):
         tasks = total = 0
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
-            tasks += (trial.last_result or {}).get("task", -1) + 1
+            tasks += (trial.last_result or {}).get("tasks_done", 0)
             total += trial.config["trial"]["tasks"]
         elapsed = int(time.monotonic() - self.start)
         self.printer(

@@ -1,12 +1,14 @@
-"""The Ray Tune trainable: one trial is one experiment run (a configuration and a seed).
+"""The Ray Tune trainable: one Tune trial is one experiment run (a configuration and a
+seed), or a pack of runs that share one vectorised step (`plasticity_core.packed`; a spec's
+`pack: N`). Rows and records stay one per run, named by the run's own trial id.
 
 A trial reports a compact metric line after every task (for live progress only) and, every
 `checkpoint_every` tasks and at its end, a checkpoint holding
 
-    state.pt       the experiment's complete state (loaded with weights_only=True)
-    rows.parquet   every row the trial has produced so far
-    trial.json     trial_id, stage, seed, params, status (running | complete | diverged),
-                   tasks done, node and device
+    state.pt       {"runs": each run's complete state} (loaded with weights_only=True)
+    rows.parquet   every row the trial's runs have produced so far
+    trials.json    per run: trial_id, stage, seed, params, status (running | complete |
+                   diverged), tasks done, node, device and the pack it ran in
 
 so the rows always match the state they came from: a resumed trial continues from the
 state and the rows of its last checkpoint, and never repeats or loses a row (RAY-NOTES:
@@ -15,6 +17,7 @@ Tune's own result logs repeat the rows reported after the last checkpoint).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -31,6 +34,7 @@ import torch
 from ray import tune
 
 from plasticity_core.errors import ConfigError, TrainingDiverged
+from plasticity_core.packed.loop import start
 from runner.results import write_rows
 from runner.trial import Trial
 
@@ -41,11 +45,13 @@ before running that task, once: the file is removed as the fault fires."""
 REPORTED = ("task", "accuracy", "train_accuracy", "loss", "resets", "seconds")
 
 
-def trial_config(spec, trial: Trial) -> dict:
-    """What Tune passes to `train_trial` for one trial (JSON-able; stored in tuner.pkl):
-    the trial and how the spec runs it."""
+def trial_config(spec, runs: list[Trial]) -> dict:
+    """What Tune passes to `train_trial` for one Tune trial (JSON-able; stored in tuner.pkl):
+    its runs (one, or a pack that shares a step) and how the spec runs them."""
     return {
-        **trial.to_dict(),
+        "runs": [trial.to_dict() for trial in runs],
+        "trial_id": pack_id(runs),
+        "tasks": sum(trial.tasks for trial in runs),
         "device": spec.device,
         "cpus": spec.resources.cpu,
         "checkpoint_every": spec.checkpoint_every,
@@ -53,56 +59,74 @@ def trial_config(spec, trial: Trial) -> dict:
     }
 
 
+def pack_id(runs: list[Trial]) -> str:
+    """A one-run Tune trial is named by its run; a pack by its runs' ids."""
+    if len(runs) == 1:
+        return runs[0].trial_id
+    digest = hashlib.sha1(" ".join(t.trial_id for t in runs).encode()).hexdigest()[:12]
+    return f"pack-{digest}-x{len(runs)}"
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """Tune function trainable; see the module docstring."""
-    trial = Trial.from_dict(config)
-    seed = trial.seed
+    trials = [Trial.from_dict(t) for t in config["runs"]]
+    seed = trials[0].seed
     # Workers are reused between trials: nothing may leak from the previous one.
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = trial_device(config["device"])
-    experiment_config = trial.config(device)
-    info = {
-        "trial_id": trial.trial_id,
-        "stage": trial.stage,
-        "seed": seed,
-        "params": trial.params,
-        "tasks": experiment_config.tasks,
-        "status": "running",
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-        "device": device,
-        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-    }
-    state, rows = None, []
+    configs = [trial.config(device) for trial in trials]
+    context = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+               "device": device, "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+               "pack": config["trial_id"]}  # fmt: skip
+    records = [_record(trial, context) for trial in trials]
+    states, rows = None, []
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            saved = json.loads((Path(folder) / "trial.json").read_text())
-            if saved["status"] != "running":
+            records = json.loads((Path(folder) / "trials.json").read_text())
+            if all(r["status"] != "running" for r in records):
                 return  # finished or diverged before the interruption: nothing to redo
-            state = torch.load(Path(folder) / "state.pt", weights_only=True, map_location=device)
+            saved = torch.load(Path(folder) / "state.pt", weights_only=True, map_location=device)
+            states = saved["runs"]
             rows = pq.read_table(Path(folder) / "rows.parquet").to_pylist()
-    run = trial.entry.run(experiment_config, state)
+    entry = trials[0].entry
+    active = [i for i, r in enumerate(records) if r["status"] == "running"]
+    run = start(entry.run, [configs[i] for i in active], [states[i] for i in active]
+                if states else None)  # fmt: skip
     every = config["checkpoint_every"]
-    rows_iter = iter(run)
-    while run.task < experiment_config.tasks:
-        _inject_fault(config["faults"], trial.trial_id, run.task)
-        try:
-            row = next(rows_iter)
-        except TrainingDiverged as err:
-            info.update(status="diverged", error=str(err), tasks_done=len(rows))
-            _report(rows, info, None, diverged=1)
-            return
-        rows.append({"stage": trial.stage, "trial_id": trial.trial_id, **row})
-        last = run.task == experiment_config.tasks
-        if last or len(rows) % every == 0:
-            info.update(status="complete" if last else "running", tasks_done=len(rows))
-            _report(rows, info, run.state_dict())
+    tasks = configs[0].tasks
+    results_of = iter(run)
+    ids = [t.trial_id for t in trials]
+    while True:
+        _inject_fault(config["faults"], ids, run.task)
+        results = next(results_of, None)
+        if results is None:
+            break
+        task = run.task - 1
+        for i, result in zip(active, results, strict=True):
+            if isinstance(result, dict):
+                rows.append({"stage": trials[i].stage, "trial_id": trials[i].trial_id, **result})
+                records[i]["tasks_done"] = task + 1
+            elif isinstance(result, TrainingDiverged):
+                records[i].update(status="diverged", error=str(result))
+        if run.task == tasks or not run.active:
+            for record in records:
+                if record["status"] == "running":
+                    record["status"] = "complete"
+            _report(rows, records, run.state_dict(), config["trial_id"])
+        elif run.task % every == 0:
+            _report(rows, records, run.state_dict(), config["trial_id"])
         else:
-            tune.report(_metrics(rows[-1]))
+            tune.report(_metrics(rows, records, config["trial_id"]))
+
+
+def _record(trial: Trial, context: dict) -> dict:
+    return {"trial_id": trial.trial_id, "stage": trial.stage, "seed": trial.seed,
+            "params": trial.params, "tasks": trial.tasks, "status": "running",
+            "tasks_done": 0, **context}  # fmt: skip
 
 
 def trial_device(policy: str) -> str:
@@ -122,32 +146,37 @@ def trial_device(policy: str) -> str:
     return "cuda"
 
 
-def _metrics(row: dict) -> dict:
-    return {k: row[k] for k in REPORTED if k in row} | {"trial_id": row["trial_id"]}
+def _metrics(rows: list[dict], records: list[dict], name: str) -> dict:
+    """The compact line Tune keeps per report: the last row's metrics, and tasks done by
+    all runs of the trial (progress)."""
+    last = {k: rows[-1][k] for k in REPORTED if k in rows[-1]} if rows else {"task": -1}
+    diverged = sum(r["status"] == "diverged" for r in records)
+    return {**last, "trial_id": name, "tasks_done": sum(r["tasks_done"] for r in records),
+            "diverged": diverged}  # fmt: skip
 
 
-def _report(rows: list[dict], info: dict, state: dict | None, diverged: int = 0) -> None:
+def _report(rows: list[dict], records: list[dict], state: dict, name: str) -> None:
     with tempfile.TemporaryDirectory(prefix="plasticity-ckpt-") as folder:
-        if state is not None:
-            torch.save(state, Path(folder) / "state.pt")
+        torch.save(state, Path(folder) / "state.pt")
         if rows:
             write_rows(rows, Path(folder) / "rows.parquet")
-        (Path(folder) / "trial.json").write_text(json.dumps(info, indent=1))
-        metrics = _metrics(rows[-1]) if rows else {"task": -1, "trial_id": info["trial_id"]}
-        metrics["diverged"] = diverged
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        (Path(folder) / "trials.json").write_text(json.dumps(records, indent=1))
+        checkpoint = tune.Checkpoint.from_directory(folder)
+        tune.report(_metrics(rows, records, name), checkpoint=checkpoint)
 
 
-def _inject_fault(folder: str, trial_id: str, task: int) -> None:
+def _inject_fault(folder: str, trial_ids: list[str], task: int) -> None:
+    """Fires a planned fault of any run of the trial once `task` tasks are done."""
     if not folder:
         return
-    for kind in ("raise", "kill"):
-        plan = Path(folder) / f"{trial_id}@{task}.{kind}"
-        try:
-            plan.unlink()  # whoever removes the file fires the fault, exactly once
-        except FileNotFoundError:
-            continue
-        if kind == "kill":
-            time.sleep(0.5)  # lets the driver register the last checkpoint: a repeatable test
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise RuntimeError(f"injected fault: {trial_id} before task {task}")
+    for trial_id in trial_ids:
+        for kind in ("raise", "kill"):
+            plan = Path(folder) / f"{trial_id}@{task}.{kind}"
+            try:
+                plan.unlink()  # whoever removes the file fires the fault, exactly once
+            except FileNotFoundError:
+                continue
+            if kind == "kill":
+                time.sleep(0.5)  # lets the driver register the last checkpoint: repeatable
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"injected fault: {trial_id} before task {task}")

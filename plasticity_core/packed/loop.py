@@ -99,7 +99,7 @@ class PackedLoop:
         self._run_grads = [g[r] for r in range(len(loops)) for g in self.step.grads]
 
     def __iter__(self) -> Iterator[list]:
-        while self.task < self.tasks:
+        while self.task < self.tasks and self.active:
             yield self._run_task()
 
     def _run_task(self) -> list:
@@ -146,6 +146,38 @@ class PackedLoop:
         self.method.sync()
         return {"runs": [self.loops[i].state_dict() if i in self.active else None
                          for i in range(len(self.loops))]}  # fmt: skip
+
+
+class Alone:
+    """One run behind the pack's interface (entries per task, states per run): what a pack
+    of one, or a run whose method cannot pack, runs on: the single-run loop itself."""
+
+    def __init__(self, loop: TaskLoop) -> None:
+        self.loop = loop
+        self.task = loop.task
+        self.tasks = loop.config.tasks
+        self.active = [0]
+
+    def __iter__(self) -> Iterator[list]:
+        rows = iter(self.loop)
+        while self.task < self.tasks and self.active:
+            try:
+                result = next(rows)
+            except TrainingDiverged as err:
+                result, self.active = err, []
+            self.task += 1
+            yield [result]
+
+    def state_dict(self) -> dict:
+        return {"runs": [self.loop.state_dict() if self.active else None]}
+
+
+def start(recipe: type[TaskLoop], configs: Sequence, states=None) -> PackedLoop | Alone:
+    """The runs of `configs` (resumed from `states`, one per run, or None) as one pack, or
+    alone when there is one."""
+    if len(configs) == 1:
+        return Alone(recipe(configs[0], states[0] if states else None))
+    return PackedLoop(recipe, configs, states)
 
 
 def _stacked_batches(tasks: Sequence[Task]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
