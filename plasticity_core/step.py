@@ -131,6 +131,10 @@ class MLPStep(TrainingStep):
         z = self._affine(head.bias, x, head.weight_t)
 
         batch = y.shape[-1]
+        # A weight gradient over one example is an outer product: a broadcast multiply gives
+        # its exact bits far faster than a (batched) matmul with one term (130 -> 19 us for
+        # a pack of 150 regression learners).
+        outer = torch.mul if batch == 1 else mm
         loss, g, target_rows = self.loss.loss_and_seed(z, y, batch)
         self.loss_sum += loss
         if self.loss.classification:
@@ -138,7 +142,7 @@ class MLPStep(TrainingStep):
         g = self._seed_rows(g, target_rows, batch)
         g_loss = g[..., :batch, :]
         torch.sum(g_loss, -2, out=head.grad_bias)
-        mm(g_loss.mT, x, out=head.grad_weight)
+        outer(g_loss.mT, x, out=head.grad_weight)
         weight = head.weight
         taps = []
         lead = (g.shape[0], -1) if packed else (-1,)
@@ -153,7 +157,7 @@ class MLPStep(TrainingStep):
             g = g_a.view(*lead, g_a.shape[-1])
             g_loss = g[..., :batch, :]
             torch.sum(g_loss, -2, out=layer.grad_bias)
-            mm(g_loss.mT, inputs[i], out=layer.grad_weight)
+            outer(g_loss.mT, inputs[i], out=layer.grad_weight)
             weight = layer.weight
         taps.reverse()
         self.taps = taps

@@ -8,7 +8,11 @@ experiments registered outside this package.
 import importlib
 import os
 
-from plasticity_core.experiments import continuous_cifar, permuted_mnist  # noqa: F401 (registers)
+from plasticity_core.experiments import (  # noqa: F401 (registers)
+    continuous_cifar,
+    permuted_mnist,
+    slowly_changing_regression,
+)
 from plasticity_core.experiments.registry import EXPERIMENTS, Experiment, StepCost
 
 PLUGINS_ENV = "PLASTICITY_EXPERIMENTS"

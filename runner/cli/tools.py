@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+import torch
 
 from plasticity_core.diagnostics import DIAGNOSTICS
 from plasticity_core.experiments import EXPERIMENTS, reset_cost
@@ -13,7 +16,8 @@ from plasticity_core.models.mlp import NORMS
 from plasticity_core.optim import OPTIMIZERS
 from plasticity_core.utility import UTILITIES
 from runner.bench import BenchConfig, run_bench
-from runner.cli.options import add_config_options, given_options
+from runner.bench_pack import PackBenchConfig, run_pack_bench
+from runner.cli.options import add_config_options, given_options, ints, names
 from runner.spec import load_spec, presets
 
 LISTS = {
@@ -23,8 +27,10 @@ LISTS = {
     "activations": ACTIVATIONS.names,
     "norms": lambda: list(NORMS),
     "optimizers": OPTIMIZERS.names,
-    "experiments": lambda: [f"{n:22s}{EXPERIMENTS.get(n).description}" for n in EXPERIMENTS]
-    + [f"{reset_cost.NAME:22s}the reset-cost assay (plasticity assay)"],
+    "experiments": lambda: (
+        [f"{n:22s}{EXPERIMENTS.get(n).description}" for n in EXPERIMENTS]
+        + [f"{reset_cost.NAME:22s}the reset-cost assay (plasticity assay)"]
+    ),
     "presets": lambda: [f"{n:22s}{load_spec(n).description}" for n in presets()],
 }
 
@@ -42,15 +48,44 @@ def add_parsers(sub) -> None:
     bench = sub.add_parser("bench", help="training throughput: the engine vs a plain torch loop")
     add_config_options(bench, BenchConfig)
     bench.add_argument("--json", type=Path, default=None, help="write the records here")
+    packing = bench.add_argument_group("packed runs (instead of the engine table)")
+    packing.add_argument(
+        "--pack",
+        type=ints,
+        default=None,
+        metavar="R,...",
+        help="R runs in one packed step beside R runs alone, e.g. 1,8,32",
+    )
+    packing.add_argument(
+        "--workloads",
+        type=names,
+        default=("mlp", "regression"),
+        help="mlp (256x4, batch 64) and/or regression (21-5-1, batch 1)",
+    )
+    packing.add_argument("--pack-variant", default="cbp:gxd", help="bp or cbp:<utility>")
 
 
 def run(args: argparse.Namespace) -> None:
     if args.command == "list":
         print("\n".join(LISTS[args.what]()))
+    elif args.command == "bench" and args.pack:
+        _pack_bench(args)
     elif args.command == "bench":
         run_bench(BenchConfig(**given_options(BenchConfig, args)), args.json)
     else:
         _dashboard(args)
+
+
+def _pack_bench(args: argparse.Namespace) -> None:
+    bench = BenchConfig(**given_options(BenchConfig, args))  # validates the shared options
+    if bench.threads is not None:
+        torch.set_num_threads(bench.threads)
+    cfg = PackBenchConfig(args.pack, args.workloads, args.pack_variant,
+                          bench.seconds, bench.repeats, bench.device)  # fmt: skip
+    records = run_pack_bench(cfg)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=1))
 
 
 def _dashboard(args: argparse.Namespace) -> None:
