@@ -33,6 +33,11 @@ def facets_of(experiment: str) -> tuple[str, str]:
     return EXPERIMENTS.get(experiment).facets if experiment in EXPERIMENTS else DEFAULT_FACETS
 
 
+def metric_of(experiment: str) -> str:
+    """The row column an experiment's curves show (accuracy; a regression's error)."""
+    return EXPERIMENTS.get(experiment).metric if experiment in EXPERIMENTS else "accuracy"
+
+
 def measured_columns() -> set[str]:
     """Columns never part of a curve label: bookkeeping and every registered experiment's
     task or measurement columns (e.g. class_a, class_b of continuous-cifar100)."""

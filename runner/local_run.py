@@ -103,8 +103,10 @@ def _write_record(folder: Folder, record: dict, status: str, done: int, **extra)
 
 
 def _progress(row: dict, tasks: int) -> str:
+    scores = "".join(f"{label} {row[key]:.3f}  " for key, label in
+                     (("accuracy", "acc"), ("train_accuracy", "train"), ("loss", "loss"))
+                     if key in row)  # fmt: skip
     return (
-        f"task {row['task'] + 1:4d}/{tasks}  acc {row['accuracy']:.3f}  "
-        f"train {row['train_accuracy']:.3f}  loss {row['loss']:.3f}  "
-        f"resets {row['resets']:3d}  {row['seconds']:.2f} s"
+        f"task {row['task'] + 1:4d}/{tasks}  {scores}resets {row['resets']:3d}  "
+        f"{row['seconds']:.2f} s"
     )

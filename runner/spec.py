@@ -276,6 +276,8 @@ def _parse_select(raw, experiment: str, types, problems) -> Select | None:
     select = parse_section(raw, "select", Select, problems)
     if select is None:
         return None
+    if "metric" not in raw:  # what the experiment's results are judged by
+        select = dataclasses.replace(select, metric=EXPERIMENTS.get(experiment).metric)
     if "per" not in raw:  # one winner per method, utility and dashboard facet
         facets = EXPERIMENTS.get(experiment).facets
         select = dataclasses.replace(select, per=tuple(dict.fromkeys(("method", "utility",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
+
 from plasticity_core.errors import ConfigError
 from runner.ray_session import ray_session
 from runner.results import read_results
@@ -44,16 +46,33 @@ def demo(args: argparse.Namespace) -> int:
     folder = prepare(spec, args.out)
     code = _run(spec, folder, list(STAGES), args)
     if code == 0:
-        final = read_results(folder, stage="final")
-        per_seed = final.groupby(["utility", "lr", "seed"])["accuracy"].mean()
-        table = per_seed.groupby(["utility", "lr"]).agg(["mean", "sem", "count"])
-        table.columns = ["accuracy", "SE over seeds", "seeds"]
-        print("\nfinal runs: test accuracy averaged over the tasks of each seed")
-        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-        print(f"\nper-task rows: {folder / 'rows'} (one Parquet file per trial)")
-        reader = f"import runner; print(runner.read_results('{folder}'))"
-        print(f'read them with: python -c "{reader}"')
+        print("\n".join(plasticity_lines(read_results(folder, stage="final"))))
+        print(f"\nper-task rows: {folder / 'rows'} (one Parquet file per run)")
+        print(f"see the curves: plasticity dashboard {folder}")
     return code
+
+
+def plasticity_lines(final: pd.DataFrame, metric: str = "loss") -> list[str]:
+    """Per method: its error over the last 10% of tasks against its best, from the
+    seed-mean curve of the final runs (a ratio well above 1 is lost plasticity)."""
+    lines = ["final runs: error (mean over seeds) per flip period"]
+    ratios = {}
+    for (method, utility), runs in final.groupby(["method", "utility"], sort=False):
+        curve = runs.groupby("task")[metric].mean()
+        late = curve.iloc[-max(1, len(curve) // 10) :].mean()
+        label = method if utility == "none" else f"{method}+{utility}"
+        ratios[label] = late / curve.min()
+        seeds = runs["seed"].nunique()
+        lines.append(f"  {label:<18} first {curve.iloc[0]:.3f}  best {curve.min():.3f}  "
+                     f"last 10% {late:.3f}  ({seeds} seeds)")  # fmt: skip
+    lost = [k for k, r in ratios.items() if r > 1.5]
+    kept = [k for k, r in ratios.items() if r <= 1.5]
+    summary = "; ".join(f"{k} {r:.2f}x" for k, r in ratios.items())
+    lines.append(f"error over the last 10% of steps / its best: {summary}")
+    if lost:
+        lines.append(f"=> {', '.join(lost)} lost plasticity"
+                     + (f"; {', '.join(kept)} kept it" if kept else ""))  # fmt: skip
+    return lines
 
 
 def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Namespace) -> int:

@@ -28,10 +28,10 @@ LISTS = {
     "norms": lambda: list(NORMS),
     "optimizers": OPTIMIZERS.names,
     "experiments": lambda: (
-        [f"{n:22s}{EXPERIMENTS.get(n).description}" for n in EXPERIMENTS]
-        + [f"{reset_cost.NAME:22s}the reset-cost assay (plasticity assay)"]
+        [f"{n:28s}{EXPERIMENTS.get(n).description}" for n in EXPERIMENTS]
+        + [f"{reset_cost.NAME:28s}the reset-cost assay (plasticity assay)"]
     ),
-    "presets": lambda: [f"{n:22s}{load_spec(n).description}" for n in presets()],
+    "presets": lambda: [f"{n:28s}{load_spec(n).description}" for n in presets()],
 }
 
 

@@ -19,6 +19,7 @@ from runner.aggregate import (
     curve_stats,
     facets_of,
     mean_se,
+    metric_of,
     relative_to_baseline,
 )
 from runner.dashboard.sources import ASSAY, RUN_STAGE, Sources
@@ -31,31 +32,40 @@ View = go.Figure | str
 def accuracy_view(rows: pd.DataFrame) -> list[View]:
     """Test accuracy per task, mean ± SE across seeds: one figure per experiment, faceted
     by the experiment's two facets (activation × norm for Permuted MNIST)."""
-    if rows.empty or "accuracy" not in rows:
+    if rows.empty:
         return ["No per-task rows yet: run `plasticity demo`, `plasticity sweep` or `run`."]
     figures = []
     for name, part in by_experiment(_preferred_stage(rows)):
-        stats = _per_source(part, curve_stats)
-        figures.append(_faceted(stats, facets_of(name), _titled(name, "test accuracy"),
-                                band=True))  # fmt: skip
+        metric = metric_of(name)
+        if metric not in part:
+            continue
+        stats = _per_source(part, lambda r, m=metric: curve_stats(r, m))
+        label = "test accuracy" if metric == "accuracy" else metric
+        figures.append(_faceted(stats, facets_of(name), _titled(name, label), band=True))
     return figures
 
 
 def relative_view(rows: pd.DataFrame, window: int = 50) -> list[View]:
     """Accuracy minus the bp baseline's, 50-task moving average (paper Fig. 4 right), one
     figure per experiment."""
-    if rows.empty or "accuracy" not in rows:
+    if rows.empty:
         return ["No per-task rows yet."]
     items: list[View] = []
     for name, part in by_experiment(_preferred_stage(rows)):
-        facets = facets_of(name)
-        delta = _per_source(part, lambda r: relative_to_baseline(curve_stats(r), window=window))
+        facets, metric = facets_of(name), metric_of(name)
+        if metric not in part:
+            continue
+
+        def delta_of(r: pd.DataFrame, m: str = metric) -> pd.DataFrame:
+            return relative_to_baseline(curve_stats(r, m), window=window)
+
+        delta = _per_source(part, delta_of)
         if delta.empty:
             items.append(_titled(name, f"no bp baseline in the same {facets[0]} and "
                                        f"{facets[1]}: add method bp to the grid to see "
                                        "accuracy relative to backprop."))  # fmt: skip
             continue
-        title = _titled(name, f"accuracy − bp ({window}-task moving average)")
+        title = _titled(name, f"{metric} − bp ({window}-task moving average)")
         fig = _faceted(delta.rename(columns={"delta": "mean"}), facets, title, band=False)
         fig.add_hline(y=0, line_dash="dot", line_color="#555")
         items.append(fig)

@@ -83,6 +83,6 @@ def test_a_pack_killed_mid_run_resumes_to_the_uninterrupted_rows(packed_run, tmp
 
 
 def test_pack_is_refused_for_an_experiment_that_cannot_pack(tmp_path, capsys):
-    spec_file = write_spec(tmp_path, "conv", experiment="continuous-cifar", fixed={}, pack=4)
+    spec_file = write_spec(tmp_path, "conv", experiment="continuous-cifar100", fixed={}, pack=4)
     assert main(["plan", str(spec_file)]) == 2
     assert "cannot pack" in capsys.readouterr().err

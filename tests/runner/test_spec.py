@@ -13,8 +13,10 @@ PRESETS = [
     "ccifar-resnet8",
     "demo",
     "pmnist-activations",
+    "pmnist-demo",
     "pmnist-layernorm",
     "pmnist-quick",
+    "slowly-changing-regression",
 ]
 
 
@@ -46,12 +48,43 @@ def test_every_packaged_preset_loads_and_validates(name):
     assert len(set(hashes)) == len(hashes)  # every grid point is a valid, distinct config
 
 
-def test_demo_preset_has_four_configurations_two_sweep_seeds_three_new_final_seeds():
-    spec = load_spec("demo")
+def test_pmnist_demo_preset_has_four_configurations_two_sweep_seeds_three_new_final_seeds():
+    spec = load_spec("pmnist-demo")
     assert len(spec.configurations()) == 4
     assert spec.sweep_seeds == (0, 1)
     assert len(spec.final_seeds) == 3
     assert not set(spec.final_seeds) & set(spec.sweep_seeds)
+
+
+def test_demo_preset_packs_each_methods_runs_into_one_trial_judged_by_late_error():
+    spec = load_spec("demo")
+    assert spec.experiment == "slowly-changing-regression"
+    assert (spec.select.metric, spec.select.mode) == ("loss", "min")
+    sweep = spec.packs(spec.trials("sweep", spec.configurations(), spec.sweep_seeds))
+    assert len(sweep) == 3  # bp, cbp+contribution, cbp+gxd: step sizes and seeds packed
+    assert {len(runs) for runs in sweep} == {len(spec.sweep_seeds) * 2}
+
+
+def test_the_reference_figure_preset_is_100_seeds_of_3_step_sizes_in_packs_of_150():
+    spec = load_spec("slowly-changing-regression")
+    bp = [p for p in spec.configurations() if p["method"] == "bp"]
+    assert sorted(p["lr"] for p in bp) == [0.001, 0.003, 0.01]
+    assert len(spec.sweep_seeds) == 100 and spec.fixed["tasks"] == 100
+    trials = spec.trials("sweep", bp, spec.sweep_seeds)
+    assert [len(runs) for runs in spec.packs(trials)] == [150, 150]
+
+
+def test_a_pack_of_runs_that_differ_in_more_than_packed_fields_is_split():
+    spec = parse_spec(
+        _spec(
+            fixed={"tasks": 3},
+            pack=8,
+            grid={"method": ["cbp"], "utility": ["gxd"], "hidden": [[8], [4]], "lr": [0.01, 0.1]},
+        )
+    )
+    packs = spec.packs(spec.trials("sweep", spec.configurations(), spec.sweep_seeds))
+    assert sorted(len(p) for p in packs) == [4, 4]  # per width: 2 lrs x 2 seeds
+    assert all(len({t.params["hidden"] for t in p}) == 1 for p in packs)
 
 
 def test_pmnist_activations_covers_four_activations_and_bp_and_cbp_with_gxd():
@@ -368,17 +401,17 @@ def test_a_spec_file_is_loaded_and_named_by_its_path(tmp_path):
 
 
 def test_overrides_replace_a_fixed_field():
-    spec = load_spec("demo", {"tasks": 3})
+    spec = load_spec("pmnist-demo", {"tasks": 3})
     assert spec.fixed["tasks"] == 3
     assert spec.fixed["method"] == "cbp"
     assert all(p["tasks"] == 3 for p in spec.configurations())
-    assert load_spec("demo").fixed["tasks"] == 10
+    assert load_spec("pmnist-demo").fixed["tasks"] == 10
 
 
 def test_overrides_add_a_fixed_field_and_are_validated():
-    assert load_spec("demo", {"data": "/data/mnist"}).fixed["data"] == "/data/mnist"
+    assert load_spec("pmnist-demo", {"data": "/data/mnist"}).fixed["data"] == "/data/mnist"
     with pytest.raises(SpecError) as info:
-        load_spec("demo", {"tasks": "many", "seed": 3})
+        load_spec("pmnist-demo", {"tasks": "many", "seed": 3})
     assert sorted(_paths(info.value.problems)) == ["fixed.seed", "fixed.tasks"]
 
 
