@@ -53,25 +53,30 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def plasticity_lines(final: pd.DataFrame, metric: str = "loss") -> list[str]:
-    """Per method: its error over the last 10% of tasks against its best, from the
-    seed-mean curve of the final runs (a ratio well above 1 is lost plasticity)."""
+    """Per method, from the seed-mean curve of the final runs: its error over the first and
+    the last fifth of the tasks (a growing error is lost plasticity), and bp's late error
+    against each other method's on the same streams (a seed draws the same stream for
+    every method)."""
     lines = ["final runs: error (mean over seeds) per flip period"]
-    ratios = {}
+    early, late = {}, {}
     for (method, utility), runs in final.groupby(["method", "utility"], sort=False):
         curve = runs.groupby("task")[metric].mean()
-        late = curve.iloc[-max(1, len(curve) // 10) :].mean()
+        fifth = max(1, len(curve) // 5)
         label = method if utility == "none" else f"{method}+{utility}"
-        ratios[label] = late / curve.min()
-        seeds = runs["seed"].nunique()
-        lines.append(f"  {label:<18} first {curve.iloc[0]:.3f}  best {curve.min():.3f}  "
-                     f"last 10% {late:.3f}  ({seeds} seeds)")  # fmt: skip
-    lost = [k for k, r in ratios.items() if r > 1.5]
-    kept = [k for k, r in ratios.items() if r <= 1.5]
-    summary = "; ".join(f"{k} {r:.2f}x" for k, r in ratios.items())
-    lines.append(f"error over the last 10% of steps / its best: {summary}")
-    if lost:
-        lines.append(f"=> {', '.join(lost)} lost plasticity"
-                     + (f"; {', '.join(kept)} kept it" if kept else ""))  # fmt: skip
+        early[label], late[label] = curve.iloc[:fifth].mean(), curve.iloc[-fifth:].mean()
+        lines.append(f"  {label:<18} first fifth {early[label]:.3f}  last fifth "
+                     f"{late[label]:.3f}  ({runs['seed'].nunique()} seeds)")  # fmt: skip
+    growth = {k: late[k] / early[k] for k in late}
+    lines.append("error growth (last fifth / first fifth of the steps): "
+                 + ", ".join(f"{k} {g:.2f}x" for k, g in growth.items()))  # fmt: skip
+    others = [k for k in late if k != "bp"]
+    if "bp" in late and others:
+        lines.append("bp's late error / theirs: "
+                     + ", ".join(f"{k} {late['bp'] / late[k]:.2f}x" for k in others))  # fmt: skip
+        kept = [k for k in others if growth[k] < growth["bp"] and late[k] < late["bp"]]
+        verdict = (f"=> bp lost plasticity; {', '.join(kept)} kept more of it" if kept
+                   else "=> no method kept more plasticity than bp in this run")  # fmt: skip
+        lines.append(verdict)
     return lines
 
 

@@ -105,3 +105,20 @@ def test_a_packed_run_makes_the_reset_decisions_and_errors_of_its_run_alone(meth
             assert torch.equal(pack.loops[r].method.born, alone.method.born)
         for p, q in zip(pack.loops[r].model.parameters(), alone.model.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_on_a_shortened_stream_bps_error_grows_and_cbps_stays_lower_over_six_seeds():
+    """The phenomenon, shortened (2,000-step flip periods, step size 0.03, 30,000 steps):
+    on the same six streams, plain backprop's error over the last fifth of the steps grows
+    well past its first fifth, and CBP (GXD) ends lower and grows less."""
+    base = dict(tasks=15, flip_every=2000, lr=0.03)
+    growth, late = {}, {}
+    for method in (dict(method="bp"), dict(utility="gxd")):
+        configs = [SlowlyChangingRegressionConfig(**base, **method, seed=s) for s in range(6)]
+        tasks = list(PackedLoop(SlowlyChangingRegression, configs))
+        curve = torch.tensor([[row["loss"] for row in task] for task in tasks]).mean(1)
+        growth[configs[0].method] = curve[-3:].mean() / curve[:3].mean()
+        late[configs[0].method] = curve[-3:].mean()
+    assert growth["bp"] > 1.3
+    assert growth["bp"] > growth["cbp"] + 0.15
+    assert late["bp"] > 1.1 * late["cbp"]
