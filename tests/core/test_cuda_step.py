@@ -29,3 +29,19 @@ def test_engine_steps_and_resets_run_without_host_synchronisation(variant):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert resets > 0 if variant != "bp" else resets == 0
+
+
+@pytest.mark.parametrize("variant", ["bp", "cbp:gxd", "cbp:mc_adaptable"])
+def test_a_pack_of_64_steps_and_resets_without_host_synchronisation(variant):
+    from runner.bench_pack import WORKLOADS, packed_steps
+
+    step = packed_steps(WORKLOADS["mlp"], variant, 64, torch.device("cuda"))
+    for _ in range(WARMUP):
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(200):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
