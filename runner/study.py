@@ -74,9 +74,12 @@ def plasticity_lines(final: pd.DataFrame, metric: str = "loss") -> list[str]:
         lines.append("bp's late error / theirs: "
                      + ", ".join(f"{k} {late['bp'] / late[k]:.2f}x" for k in others))  # fmt: skip
         kept = [k for k in others if growth[k] < growth["bp"] and late[k] < late["bp"]]
-        verdict = (f"=> bp lost plasticity; {', '.join(kept)} kept more of it" if kept
-                   else "=> no method kept more plasticity than bp in this run")  # fmt: skip
-        lines.append(verdict)
+        if kept:
+            lines.append(f"=> on the same streams {', '.join(kept)} kept learning and ended "
+                         f"below bp, whose error went to {growth['bp']:.2f}x its start: bp "
+                         "is losing plasticity")  # fmt: skip
+        else:
+            lines.append("=> no method kept more plasticity than bp in this run")
     return lines
 
 

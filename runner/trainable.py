@@ -89,6 +89,9 @@ def train_trial(config: dict[str, Any]) -> None:
             records = json.loads((Path(folder) / "trials.json").read_text())
             if all(r["status"] != "running" for r in records):
                 return  # finished or diverged before the interruption: nothing to redo
+            for record in records:  # where the runs continue now
+                if record["status"] == "running":
+                    record.update(context)
             saved = torch.load(Path(folder) / "state.pt", weights_only=True, map_location=device)
             states = saved["runs"]
             rows = pq.read_table(Path(folder) / "rows.parquet").to_pylist()
