@@ -29,7 +29,7 @@ from plasticity_core.packed.cbp import PackedBackprop, PackedCBP
 from plasticity_core.packed.model import PackedMLP
 from plasticity_core.packed.optim import pack_optimizer
 from plasticity_core.step import MLPStep
-from runner.bench import LR, MATURITY, REPLACEMENT_RATE, WARMUP
+from runner.bench import LR, MATURITY, REPLACEMENT_RATE, WARMUP, _sync
 
 WORKLOADS = {
     "mlp": dict(inputs=784, hidden=(256,) * 4, outputs=10, batch=64, loss="cross_entropy"),
@@ -144,11 +144,6 @@ def _window(step: Step, budget: float, device: torch.device) -> float:
         calls += 4
         _sync(device)
     return elapsed / calls
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_pack(cfg: PackBenchConfig, workload: str, count: int) -> dict:
