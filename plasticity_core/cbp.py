@@ -27,6 +27,10 @@ from plasticity_core.unit_statistics import UnitStatistics, bias_corrected
 from plasticity_core.utility import Utility
 
 
+COMPENSATIONS = ("reference", "none")
+"""How a reset treats the consumer of a replaced unit (CBPConfig.compensation)."""
+
+
 @dataclass(frozen=True)
 class CBPConfig:
     replacement_rate: float = 1e-4
@@ -35,6 +39,10 @@ class CBPConfig:
     """m: a unit is eligible for replacement once its age exceeds m steps."""
     decay: float = 0.99
     """eta: decay of the utility and reference EMAs."""
+    compensation: str = "reference"
+    """'reference': a replaced unit's w_out * r moves into the consumer's bias (the paper's
+    rule); 'none': the consumer bias is left as it is (what Dohare et al.'s reference code
+    amounts to: it zeroes the running mean before its compensation reads it)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.replacement_rate <= 1:
@@ -43,6 +51,9 @@ class CBPConfig:
             raise ConfigError(f"maturity must be >= 0 steps, got {self.maturity}")
         if not 0 <= self.decay < 1:
             raise ConfigError(f"utility decay must be in [0, 1), got {self.decay}")
+        if self.compensation not in COMPENSATIONS:
+            raise ConfigError(f"unknown compensation {self.compensation!r}; choose from: "
+                              f"{', '.join(COMPENSATIONS)}")  # fmt: skip
 
 
 class ContinualBackprop(UnitResetMethod):
@@ -138,7 +149,9 @@ class ContinualBackprop(UnitResetMethod):
         immature = self.age[sl] <= self.config.maturity
         ranked = self.corrected_utility()[sl].masked_fill(immature, float("inf"))
         index = torch.topk(ranked, k, largest=False).indices
-        reset_units(self.layers[layer], index, reference[sl][index], self.optimizer, self.generator)
+        compensate = self.config.compensation == "reference"
+        reset_units(self.layers[layer], index, reference[sl][index], self.optimizer,
+                    self.generator, compensate)  # fmt: skip
         flat = index + sl.start
         self.born.index_fill_(0, flat, self.steps)
         self.stats.forget(flat)

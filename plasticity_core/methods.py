@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from plasticity_core.cbp import CBPConfig, ContinualBackprop
+from plasticity_core.cbp import COMPENSATIONS, CBPConfig, ContinualBackprop
 from plasticity_core.errors import ConfigError
 from plasticity_core.fields import option
 from plasticity_core.models.units import UnitLayer
@@ -44,6 +44,9 @@ class MethodConfig:
     """cbp: steps before a unit may be replaced."""
     utility_decay: float = option(0.99, group="method")
     """cbp: decay of the utility and reference EMAs."""
+    compensation: str = option("reference", group="method", choices=COMPENSATIONS)
+    """cbp: 'reference' moves a replaced unit's w_out * r into the consumer's bias (the
+    paper); 'none' leaves that bias untouched (what the reference CBP code amounts to)."""
     weight_decay: float = option(1e-4, group="method")
     """l2: lambda of the penalty lambda/2 * ||w||^2 (g += lambda * w)."""
     l2_init: float = option(1e-4, group="method")
@@ -85,7 +88,9 @@ class MethodConfig:
         return "none" if default is None else (self.utility or default)
 
     def cbp(self) -> CBPConfig:
-        return CBPConfig(self.replacement_rate, self.maturity, self.utility_decay)
+        return CBPConfig(
+            self.replacement_rate, self.maturity, self.utility_decay, self.compensation
+        )
 
 
 class Method(Protocol):

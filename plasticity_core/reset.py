@@ -45,8 +45,10 @@ def reset_units(
     reference: torch.Tensor,
     optimizer: Optimizer | None,
     generator: torch.Generator | None,
+    compensate: bool = True,
 ) -> None:
-    """Replace units `index` [k] of `layer`, moving `reference` [k] into the consumer's bias.
+    """Replace units `index` [k] of `layer`, moving `reference` [k] into the consumer's bias
+    (unless `compensate` is False: then the consumer's bias is left as it is).
 
     Incoming weights are resampled from the init distribution, the unit's bias is zeroed and
     its norm affine set to (1, 0); outgoing weights are zeroed after adding
@@ -69,8 +71,19 @@ def reset_units(
             norm.running_mean.index_fill_(0, index, 0)
             norm.running_var.index_fill_(0, index, 1)
 
+    if compensate:
+        _compensate(layer, index, reference)
     w_out = layer.outgoing.weight
-    columns = w_out.index_select(1, index)  # [out, k, *kernel]
+    w_out.index_fill_(1, index, 0)
+    touched.append((w_out, 1))
+    if optimizer is not None:
+        for param, dim in touched:
+            optimizer.reset(param, index, dim)
+
+
+def _compensate(layer: UnitLayer, index: torch.Tensor, reference: torch.Tensor) -> None:
+    """Add w_out[:, i] * r_i of the units `index` to what their consumer adds to its input."""
+    columns = layer.outgoing.weight.index_select(1, index)  # [out, k, *kernel]
     # A conv consumer reads the unit at every kernel tap: the kernel sum of its weights times
     # r is what the unit added at interior positions (zero padding reads fewer taps at the
     # border, so there the compensation is only approximate).
@@ -82,8 +95,3 @@ def reset_units(
         # shift is adding the shift before the norm; in train mode batch statistics remove
         # any constant offset by themselves.
         layer.consumer_norm.running_mean.sub_(shift)
-    w_out.index_fill_(1, index, 0)
-    touched.append((w_out, 1))
-    if optimizer is not None:
-        for param, dim in touched:
-            optimizer.reset(param, index, dim)

@@ -118,14 +118,14 @@ def test_optimizer_state_is_zeroed_for_exactly_the_touched_slices(make):
             assert torch.equal(now.index_select(dim, rest), old.index_select(dim, rest)), key
 
 
-def _train_with_cbp(rate, maturity, steps, utility="contribution"):
+def _train_with_cbp(rate, maturity, steps, utility="contribution", compensation="reference"):
     model = small_mlp()
     optimizer = SGD(list(model.parameters()), 0.05)
     cbp = ContinualBackprop(
         model.unit_layers(),
         UTILITIES.get(utility),
         optimizer,
-        CBPConfig(rate, maturity, 0.99),
+        CBPConfig(rate, maturity, 0.99, compensation),
         torch.Generator().manual_seed(0),
     )
     step = MLPStep(model, cbp.needs)
@@ -209,8 +209,37 @@ def test_the_lowest_utility_mature_unit_is_replaced():
     assert cbp.age[5] == 0 and cbp.age[2] == 4 and cbp.age[6] == 4
 
 
+@pytest.mark.parametrize("compensation", ["reference", "none"])
+def test_compensation_none_leaves_the_consumer_bias_untouched(compensation):
+    """Resets in the last hidden layer: with 'none' the head's bias is as it was; with
+    'reference' it moved by exactly sum_i w_out[:, i] * r_i of the replaced units."""
+    model, optimizer, cbp, step = _train_with_cbp(1.0, 3, 0, "activation", compensation)
+    for t in range(3):  # EMAs get a reference; units mature after 3 steps, then rate 1 resets
+        step(*batch(seed=t))
+        optimizer.step(step.grads)
+        cbp.after_step(step.taps)
+    step(*batch(seed=3))
+    optimizer.step(step.grads)
+    layer, sl = model.unit_layers()[-1], cbp.slices[-1]
+    bias, w_out = layer.outgoing.bias.clone(), layer.outgoing.weight.clone()
+    born, used = cbp.born[sl].clone(), []
+    replace = cbp._replace  # observe the references the reset was given
+    cbp._replace = lambda i, k, r: (used.append(r[sl].clone()), replace(i, k, r))
+    cbp.after_step(step.taps)
+    reference = used[-1]
+    (replaced,) = torch.nonzero(cbp.born[sl] != born, as_tuple=True)
+    assert len(replaced) >= 1
+    expected = bias + (w_out[:, replaced] @ reference[replaced] if compensation == "reference"
+                       else 0.0)  # fmt: skip
+    torch.testing.assert_close(layer.outgoing.bias, expected, rtol=0, atol=1e-14)
+    if compensation == "reference":
+        assert not torch.equal(layer.outgoing.bias, bias)
+
+
 def test_bad_cbp_settings_are_rejected():
     with pytest.raises(ConfigError, match="replacement_rate"):
         CBPConfig(replacement_rate=-0.1)
     with pytest.raises(ConfigError, match="maturity"):
         CBPConfig(maturity=-1)
+    with pytest.raises(ConfigError, match="compensation"):
+        CBPConfig(compensation="half")
