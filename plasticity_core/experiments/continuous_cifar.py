@@ -48,7 +48,7 @@ class ContinuousCIFARConfig(TaskConfig):
     momentum: float = option(0.9, group="optimizer")
     """SGD momentum: 0.9, the Continual ImageNet protocol's (Dohare et al. 2024), to which
     the paper defers what its Table 5 leaves open; cleared with the rest of the optimizer
-    state at every task boundary."""
+    state at every task boundary. Only sgd reads it: with another optimizer it is 0."""
     batch_size: int = option(100, group="optimizer")
     """Examples per optimizer step."""
     pair_seed: int = option(0)
@@ -63,6 +63,8 @@ class ContinuousCIFARConfig(TaskConfig):
     """Random crop (4-pixel zero padding) and horizontal flip, batched on the device."""
 
     def __post_init__(self) -> None:
+        if self.optimizer != "sgd":  # the default momentum belongs to sgd alone
+            object.__setattr__(self, "momentum", 0.0)
         super().__post_init__()
         if self.epochs_per_task < 1:
             raise ConfigError(f"epochs_per_task must be >= 1, got {self.epochs_per_task}")

@@ -36,6 +36,7 @@ def test_two_one_epoch_tasks_learn_well_above_chance():
 def test_task_boundary_zeroes_the_head_clears_the_optimizer_and_keeps_features():
     experiment = ContinuousCIFAR(_config(tasks=2))
     assert experiment.config.momentum == 0.9  # the deferred protocol's, by default
+    assert _config(optimizer="adam", lr=1e-3).momentum == 0.0  # sgd's alone
     rows = iter(experiment)
     next(rows)
     assert any(t.abs().sum() > 0 for t in experiment.optimizer.state["momentum_buffer"])
