@@ -7,6 +7,7 @@ nothing to show; the accuracy views return one item per experiment.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable
 
 import pandas as pd
@@ -134,27 +135,56 @@ def assay_view(summary: pd.DataFrame) -> View:
     return fig
 
 
+SPEARMAN_COLUMNS = {
+    "spearman_l1_pooled": "L1 pooled", "spearman_l1_per_layer": "L1 per layer",
+    "spearman_kl_pooled": "KL pooled", "spearman_kl_per_layer": "KL per layer",
+}  # fmt: skip
+"""Summary columns of the assay's Spearman table: pooled over every unit, mean per layer."""
+
+
 def spearman_table(summary: pd.DataFrame) -> str:
-    """Spearman ρ between each utility and the realized shock (paper Tables 1/7)."""
-    if summary.empty or "spearman_l1" not in summary:
+    """Spearman ρ between each utility and the realized shock (paper Tables 1/7), pooled
+    and per layer; the best utility of each column in bold."""
+    # Rows written before the per-layer columns existed hold the pooled value only.
+    summary = summary.rename(columns={"spearman_l1": "spearman_l1_pooled",
+                                      "spearman_kl": "spearman_kl_pooled"})  # fmt: skip
+    columns = [c for c in SPEARMAN_COLUMNS if c in summary]
+    if summary.empty or not columns:
         return ""
     order = [u for u in dict.fromkeys(summary["utility"]) if u != "oracle"]
     activations = list(dict.fromkeys(summary["activation"]))
-    head = "".join(f"<th>{html.escape(a)} L1</th><th>{html.escape(a)} KL</th>"
-                   for a in activations)  # fmt: skip
+    head = "".join(f"<th>{html.escape(a)} {SPEARMAN_COLUMNS[c]}</th>"
+                   for a in activations for c in columns)  # fmt: skip
+    stats = {
+        (utility, activation, column): mean_se(
+            summary.loc[(summary["utility"] == utility) & (summary["activation"] == activation),
+                        column]
+        )
+        for utility in order for activation in activations for column in columns
+    }  # fmt: skip
+    best = {
+        (activation, column): max(order, key=lambda u: _or_low(stats[u, activation, column][0]))
+        for activation in activations for column in columns
+    }  # fmt: skip
     body = []
     for utility in order:
         cells = []
         for activation in activations:
-            part = summary[(summary["utility"] == utility) & (summary["activation"] == activation)]
-            for metric in ("spearman_l1", "spearman_kl"):
-                mean, se = mean_se(part[metric]) if metric in part else (float("nan"),) * 2
-                cells.append(f"<td>{_pm(mean, se)}</td>")
+            for column in columns:
+                text = _pm(*stats[utility, activation, column])
+                if best[activation, column] == utility:
+                    text = f"<b>{text}</b>"
+                cells.append(f"<td>{text}</td>")
         body.append(f"<tr><th>{html.escape(utility)}</th>{''.join(cells)}</tr>")
     rows = "".join(body)
     return ('<h3>Spearman ρ between utility and realized shock, mean ± SE over seeds × '
-            'checkpoints (higher is better; paper Tables 1/7)</h3><table class="data" '
+            'checkpoints (higher is better, best in bold; pooled: every unit in one ranking, '
+            'per layer: the mean of each layer\'s; paper Tables 1/7)</h3><table class="data" '
             f'data-table="spearman"><tr><th>utility</th>{head}</tr>{rows}</table>')  # fmt: skip
+
+
+def _or_low(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
 
 
 def overview_table(sources: Sources, rows: pd.DataFrame) -> str:

@@ -11,8 +11,10 @@ SUMMARY_COLUMNS = {
     "seed",
     "checkpoint",
     "utility",
-    "spearman_l1",
-    "spearman_kl",
+    "spearman_l1_pooled",
+    "spearman_l1_per_layer",
+    "spearman_kl_pooled",
+    "spearman_kl_per_layer",
     "shock5_l1",
     "shock5_kl",
 }
@@ -80,3 +82,21 @@ def test_bad_assay_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["assay", "--activation", "relu,gelu", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown activation 'gelu'" in err
+
+
+def test_paper_setting_prints_the_papers_values_beside_ours(tmp_path, capsys):
+    """--paper: the Table 3 checkpoints of 30 tasks; the options given beside it shrink the
+    network and the seeds, and the printed comparison names exactly those departures."""
+    args = ["assay", "--paper", "--activation", "relu", "--seeds", "1", "--hidden", "16",
+            "--calibration", "64", "--probe", "32", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    summary = pq.read_table(tmp_path / "reset-cost" / "summary").to_pandas()
+    assert sorted(summary["checkpoint"].unique()) == [0, 5, 10, 20, 30]
+    out = capsys.readouterr().out
+    assert "Spearman rho, per layer" in out and "pooled / per layer" in out
+    beside = out[out.index("Beside the paper") :]
+    assert "differs from the paper's setting in: seeds, hidden, calibration, probe, data" in beside
+    assert "checkpoints" not in beside.splitlines()[0]
+    line = next(x for x in beside.splitlines() if x.startswith("relu gxd L1"))
+    assert line.split()[3] == "0.996"  # the paper's, then ours pooled and per layer
+    assert "silu" not in beside  # only the activations this run measured
