@@ -26,7 +26,6 @@ from plasticity_core.taps import LayerTaps
 from plasticity_core.unit_statistics import UnitStatistics, bias_corrected
 from plasticity_core.utility import Utility
 
-
 COMPENSATIONS = ("reference", "none")
 """How a reset treats the consumer of a replaced unit (CBPConfig.compensation)."""
 

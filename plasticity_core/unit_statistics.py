@@ -173,9 +173,7 @@ def _packed_row_sums(absolute: torch.Tensor, target: torch.Tensor) -> Callable[[
     return partial(torch.sum, absolute, 2, out=target)  # [R, out, in] -> [R, out]
 
 
-def _packed_column_sums(
-    absolute: torch.Tensor, target: torch.Tensor
-) -> Callable[[], torch.Tensor]:
+def _packed_column_sums(absolute: torch.Tensor, target: torch.Tensor) -> Callable[[], torch.Tensor]:
     return partial(torch.sum, absolute, 1, out=target)  # [R, out, in] -> [R, in]
 
 

@@ -28,15 +28,21 @@ def add_parser(sub) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run options")
-    group.add_argument("--out", default="results",
-                       help="output folder: rows land in OUT/EXPERIMENT/ (default: results)")
+    group.add_argument(
+        "--out",
+        default="results",
+        help="output folder: rows land in OUT/EXPERIMENT/ (default: results)",
+    )
     group.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ... (default: cpu)")
     existing = group.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true",
                           help="continue an existing shorter run of this configuration and "
                           "seed from its saved state")  # fmt: skip
-    existing.add_argument("--overwrite", action="store_true",
-                          help="replace an existing run of this configuration and seed")
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run of this configuration and seed",
+    )
     add_threads_option(group)
 
 
