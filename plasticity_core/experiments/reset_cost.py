@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from plasticity_core.data.catalog import check_source
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST, PermutedMNISTConfig
@@ -97,6 +98,7 @@ class ResetCostConfig:
             )
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
+        check_source(self.data)
 
     def training(self, activation: str, seed: int) -> PermutedMNISTConfig:
         """The assay network's training run. With reference='ema' CBP tracks references

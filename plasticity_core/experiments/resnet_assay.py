@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from plasticity_core.autograd_step import AutogradStep
 from plasticity_core.data.augment import augment
+from plasticity_core.data.catalog import check_source
 from plasticity_core.data.cifar import load_images
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.reset_cost import CheckpointResult, _numpy, _rows
@@ -42,7 +43,8 @@ CHUNK = 128
 class ResNetAssayConfig:
     model: str = "resnet18"
     data: str = "embedded-mnist"
-    """A folder holding cifar-100-python/ (the paper), or 'embedded-mnist' (a stand-in)."""
+    """'cifar100' (the data root's), a folder holding cifar-100-python/ (the paper), or
+    'embedded-mnist' (a stand-in)."""
     seeds: int = 3
     epochs: int = 200
     checkpoints: tuple[int, ...] = (60, 120, 160, 200)
@@ -72,6 +74,7 @@ class ResNetAssayConfig:
             raise ConfigError(f"checkpoints must be epochs in 1..{self.epochs}")
         if min(self.seeds, self.calibration, self.probe, self.batch_size) < 1:
             raise ConfigError("seeds, calibration, probe and batch_size must be >= 1")
+        check_source(self.data)
 
 
 def split_per_class(y: torch.Tensor, train: int, val: int, generator) -> tuple:

@@ -4,6 +4,7 @@
     plasticity run permuted-mnist --help          # every option, from the config's fields
     plasticity assay --activations relu,silu --seeds 3 --checkpoints 0,2,5
     plasticity list utilities
+    plasticity data fetch mnist cifar100          # into ~/.cache/plasticity/data
     plasticity demo
     plasticity sweep pmnist-quick --out results
     plasticity resume results/pmnist-quick
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from plasticity_core.errors import PlasticityError
-from runner.cli import assay, run, studies, tools
+from runner.cli import assay, datasets, run, studies, tools
 from runner.cli.options import Parser, UsageError
 
 
@@ -27,13 +28,14 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     run.add_parser(sub)
     assay.add_parser(sub)
+    datasets.add_parser(sub)
     studies.add_parsers(sub)
     tools.add_parsers(sub)
     return parser
 
 
 COMMANDS = {"run": run.run, "assay": assay.run, "list": tools.run, "bench": tools.run,
-            "dashboard": tools.run}  # fmt: skip
+            "dashboard": tools.run, "data": datasets.run}  # fmt: skip
 """Commands by module; the rest are the spec-driven ones (runner.cli.studies)."""
 
 
