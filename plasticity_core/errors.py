@@ -1,5 +1,7 @@
 """Exceptions raised where bad input enters; the CLI turns them into one line and exit 2."""
 
+import reprlib
+
 
 class PlasticityError(Exception):
     """Base class of the project's user-facing errors."""
@@ -14,4 +16,21 @@ class DataError(PlasticityError, ValueError):
 
 
 class TrainingDiverged(PlasticityError, RuntimeError):
-    """Training produced a non-finite loss."""
+    """A task's training loss broke a bound of `plasticity_core.divergence`."""
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict = 3, 8, 8, 8
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """`repr(value)` in at most `limit` characters, cut with '...': a message names the bad
+    value without echoing a huge one (a 1 MiB string, an expanded YAML alias) to the
+    terminal. Containers are cut while being written, so a huge one costs O(limit)."""
+    text = repr(value[:limit]) if isinstance(value, str) else _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

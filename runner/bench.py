@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plasticity_core.devices import check_device
 from plasticity_core.errors import ConfigError
 from plasticity_core.methods import MethodConfig, build_method
 from plasticity_core.models.mlp import MLP
@@ -89,14 +90,7 @@ class BenchConfig:
                 "need --seconds > 0, --repeats >= 1, --threads >= 1; got "
                 f"{self.seconds:g}, {self.repeats}, {self.threads}"
             )
-        try:
-            kind = torch.device(self.device).type
-        except RuntimeError:
-            kind = "unknown"
-        if kind not in ("cpu", "cuda"):
-            raise ConfigError(f"unknown device {self.device!r}; choose cpu, cuda, cuda:1 ...")
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r}: CUDA is not available here; use cpu")
+        check_device(self.device)
 
 
 def _hidden(model: str) -> tuple[int, ...]:

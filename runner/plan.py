@@ -15,10 +15,9 @@ import json
 import math
 from pathlib import Path
 
-import yaml
-
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments import EXPERIMENTS, StepCost
+from runner.safe_yaml import load_yaml
 from runner.spec import SweepSpec
 
 REFERENCE_FLOPS = 64 * (784 * 256 + 3 * 256 * 256 + 256 * 10)
@@ -71,10 +70,10 @@ def worker_slots(cluster: str | None, workers: int | None, spec: SweepSpec) -> t
     if cluster is None:
         return (workers or 1), f"{workers or 1} trial slot(s) (--cluster gives a real count)"
     try:
-        definition = yaml.safe_load(Path(cluster).read_text())
+        definition = load_yaml(Path(cluster).read_bytes(), f"--cluster {cluster}")
         types = definition["available_node_types"]
         head = definition["head_node_type"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as err:
+    except (OSError, KeyError, TypeError) as err:
         raise ConfigError(f"--cluster {cluster}: not a Ray cluster-launcher YAML ({err})") from None
     slots, parts = 0, []
     for name, node in types.items():

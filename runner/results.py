@@ -44,19 +44,34 @@ def read_table(file: Folder) -> pa.Table:
         # Without threads: with pyarrow 26, a threaded read from memory made the process
         # abort at exit ("terminate called without an active exception") about half the time.
         return pq.read_table(io.BytesIO(file.read_bytes()), use_threads=False)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(
-            f"{file} is not a readable Parquet file ({err}); delete it and run "
-            "`plasticity resume` on the experiment to rewrite it from the trial's checkpoint"
-        ) from None
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(_unreadable(file, err)) from None
 
 
-def read_results(location: str | Path | Folder, stage: str | None = None) -> pd.DataFrame:
+def _unreadable(file: Folder, err: Exception) -> str:
+    """The one line naming a rows file that cannot be read, and how to get it back."""
+    if "/stage=run/" in file.path:  # a `plasticity run` folder has no `resume` to rewrite it
+        remedy = "run the same `plasticity run` command again to redo the run"
+    else:
+        remedy = "run `plasticity resume` on the experiment to rewrite it from its checkpoint"
+    return f"{file}: not a readable Parquet file ({err}); delete it and {remedy}"
+
+
+def read_results(
+    location: str | Path | Folder,
+    stage: str | None = None,
+    *,
+    bad_files: list[str] | None = None,
+) -> pd.DataFrame:
     """Every per-task row under an experiment folder (a sweep's, or the OUT/<experiment>
     folder of `plasticity run`), or under each such folder directly inside `location`
     (e.g. the --out folder), as one DataFrame sorted by stage, trial and task. Files of
     different architectures may carry different diagnostic columns; missing ones are
-    NaN/None."""
+    NaN/None.
+
+    A file that is not readable Parquet (a truncated copy) raises DataError, or, when
+    `bad_files` is a list, is skipped with a one-line note appended to it, so one bad file
+    hides only its own rows."""
     folder = location if isinstance(location, Folder) else Folder(location)
     if not folder.exists():
         raise DataError(f"{folder} does not exist")
@@ -65,15 +80,21 @@ def read_results(location: str | Path | Folder, stage: str | None = None) -> pd.
     ]  # fmt: skip
     files = [f for holder in holders for f in (holder / "rows").files(".parquet")
              if stage is None or f"/stage={stage}/" in f.path]  # fmt: skip
-    if not files:
-        return pd.DataFrame()
     tables = []
     for file in files:
-        table = read_table(file)
+        try:
+            table = read_table(file)
+        except DataError as err:
+            if bad_files is None:
+                raise
+            bad_files.append(str(err))
+            continue
         partition = file.path.rsplit("/", 2)[-2]
         if partition.startswith("stage=") and "stage" not in table.column_names:
             table = table.append_column("stage", pa.array([partition[6:]] * len(table)))
         tables.append(table)
+    if not tables:
+        return pd.DataFrame()
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     keys = [k for k in ("stage", "trial_id", "task") if k in frame.columns]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
+
+from plasticity_core.errors import brief
+
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""C0 and C1 control characters, DEL, and lone surrogates (YAML's "\\ud800" escape makes
+one, and no file system or Parquet file can store it)."""
 
 
 def field_types(config_class: type) -> dict[str, type]:
@@ -41,9 +48,12 @@ def coerce(value: Any, kind: type, where: str, problems: list[str]) -> Any:
             else:
                 if math.isfinite(number):
                     return number
-    elif kind is str:
-        if isinstance(value, str):
+    elif kind is str and isinstance(value, str):
+        bad = control_character(value)
+        if bad is None:
             return value
+        problems.append(f"{where}: control character {bad!r} in {brief(value)}")
+        return BAD
     elif kind is tuple:
         items = value.split(",") if isinstance(value, str) else value
         if isinstance(items, list) and items:
@@ -51,8 +61,37 @@ def coerce(value: Any, kind: type, where: str, problems: list[str]) -> Any:
                 return tuple(int(v) for v in items)
             except (TypeError, ValueError):
                 pass
-    problems.append(f"{where}: expected {kind_name(kind)}, got {value!r}")
+    problems.append(f"{where}: expected {kind_name(kind)}, got {brief(value)}")
     return BAD
+
+
+def control_character(text: str, allowed: str = "") -> str | None:
+    """The first control character of `text` (see CONTROL) not in `allowed`, or None."""
+    return next((m.group() for m in CONTROL.finditer(text) if m.group() not in allowed), None)
+
+
+def text_problems(value: Any, allowed: str = "") -> list[str]:
+    """Why `value` is not text free of control characters (but those in `allowed`)."""
+    if not isinstance(value, str):
+        return [f"expected text, got {brief(value)}"]
+    bad = control_character(value, allowed)
+    return [] if bad is None else [f"control character {bad!r} in {brief(value)}"]
+
+
+def folder_name_problems(name: Any, max_length: int) -> list[str]:
+    """Why `name` cannot be a folder's name, locally or in an object store (empty when it
+    can): 1 to `max_length` characters within 255 UTF-8 bytes, no control characters, no
+    path separator, not hidden."""
+    if not isinstance(name, str) or not name:
+        return [f"expected a folder name, got {brief(name)}"]
+    problems = text_problems(name)
+    if len(name) > max_length or len(name.encode("utf-8", "replace")) > 255:
+        problems.append(f"{len(name):,} characters; a folder name has 1 to {max_length} "
+                        "(and at most 255 bytes as UTF-8)")  # fmt: skip
+    if "/" in name or "\\" in name or name.startswith("."):
+        problems.append(f"a folder name has no '/' or '\\' and does not start with '.', "
+                        f"got {brief(name)}")  # fmt: skip
+    return problems
 
 
 def kind_name(kind: type) -> str:
@@ -63,7 +102,7 @@ def kind_name(kind: type) -> str:
 
 def integer(value, where, problems, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.append(f"{where}: expected an integer >= {minimum}, got {value!r}")
+        problems.append(f"{where}: expected an integer >= {minimum}, got {brief(value)}")
     return value
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,12 +33,20 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from plasticity_core.errors import ConfigError
+from plasticity_core.errors import ConfigError, brief
 from plasticity_core.experiments import EXPERIMENTS
 from plasticity_core.packed.loop import PACKED_METHODS, pack_key
-from runner.schema import BAD, coerce, field_types, integer, parse_section
+from runner.safe_yaml import MAX_BYTES, load_yaml
+from runner.schema import (
+    BAD,
+    CONTROL,
+    coerce,
+    field_types,
+    folder_name_problems,
+    integer,
+    parse_section,
+    text_problems,
+)
 from runner.trial import Trial
 
 RESERVED = {"seed": "seeds", "device": "device"}
@@ -47,6 +56,13 @@ DEVICES = ("auto", "cpu", "cuda")
 METRICS = {"accuracy": "max", "train_accuracy": "max", "loss": "min"}
 """Per-task columns a selection may rank by, with their natural direction."""
 PRESETS = package_files.files("runner") / "presets"
+MAX_TRIALS = 10_000
+"""Most trials a stage may have (`--max-trials` raises it): counted before anything is
+expanded, so a typo like `seeds: {sweep: 200000}` is refused at once, not after minutes."""
+NAME_LENGTH = 100
+"""Most characters of a spec's name, the experiment folder's name."""
+KEYS = ("name", "experiment", "description", "fixed", "grid", "seeds", "select", "resources",
+        "device", "checkpoint_every", "max_failures", "pack")  # fmt: skip
 
 
 class SpecError(ConfigError):
@@ -54,9 +70,17 @@ class SpecError(ConfigError):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
+        lines = "\n".join(f"  {_clip(p)}" for p in problems)
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(f"{source}: {len(problems)} {noun}:\n{lines}")
+
+
+def _clip(line: str, limit: int = 300) -> str:
+    """A problem line printable and cut to `limit` characters: the last guard against a
+    message that quotes a huge value or a key with terminal escapes in it (the config
+    classes' own errors quote what they were given)."""
+    line = CONTROL.sub(lambda match: repr(match.group())[1:-1], line)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -173,51 +197,54 @@ def presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in PRESETS.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_spec(spec: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
+def load_spec(
+    spec: str | Path, overrides: dict[str, Any] | None = None, max_trials: int | None = MAX_TRIALS
+) -> SweepSpec:
     """A spec from a YAML file path, a preset name (`plasticity list presets`) or '-'
-    (standard input); `overrides` replace or add `fixed` fields (e.g. {"data": "/data"})."""
-    path = Path(spec)
-    if str(spec) == "-":
-        text, source = sys.stdin.read(), "standard input"
-    elif path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"spec file {path} does not exist")
-        text, source = path.read_text(), str(path)
-    else:
-        preset = PRESETS / f"{spec}.yaml"
-        if not preset.is_file():
-            raise ConfigError(
-                f"{spec!r} is neither a spec file nor a preset; presets: {', '.join(presets())}"
-            )
-        text, source = preset.read_text(), f"preset {spec}"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {err}") from None
-    if overrides and isinstance(data, dict):
+    (standard input); `overrides` replace or add `fixed` fields (e.g. {"data": "/data"});
+    a stage of more than `max_trials` trials is refused (None: no ceiling)."""
+    document, source = _read(spec)
+    data = load_yaml(document, source)
+    if overrides and isinstance(data, dict) and isinstance(data.get("fixed") or {}, dict):
         data["fixed"] = {**(data.get("fixed") or {}), **overrides}
-    return parse_spec(data, source)
+    return parse_spec(data, source, max_trials)
 
 
-def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
-    """Validate a loaded YAML document; raises SpecError listing every problem."""
+def _read(spec: str | Path) -> tuple[bytes | str, str]:
+    """The spec's bytes (at most one more than load_yaml accepts) and its name in messages."""
+    if str(spec) == "-":
+        return getattr(sys.stdin, "buffer", sys.stdin).read(MAX_BYTES + 1), "standard input"
+    path = Path(spec)
+    try:
+        if path.suffix in (".yaml", ".yml") or path.exists():
+            if not path.is_file():
+                problem = "is not a file" if path.exists() else "does not exist"
+                raise ConfigError(f"spec file {brief(str(path))} {problem}")
+            with path.open("rb") as file:
+                return file.read(MAX_BYTES + 1), str(path)
+    except OSError as err:
+        raise ConfigError(f"spec file {brief(str(path))}: {err.strerror}") from None
+    if str(spec) not in presets():
+        raise ConfigError(f"{brief(str(spec))} is neither a spec file nor a preset; presets: "
+                          f"{', '.join(presets())}")  # fmt: skip
+    return (PRESETS / f"{spec}.yaml").read_bytes(), f"preset {spec}"
+
+
+def parse_spec(data: Any, source: str = "spec", max_trials: int | None = MAX_TRIALS) -> SweepSpec:
+    """Validate a loaded YAML document; raises SpecError listing every problem, a stage of
+    more than `max_trials` trials among them (None: no ceiling)."""
     problems: list[str] = []
     if not isinstance(data, dict):
         raise SpecError(source, [f"(top): expected a mapping, got {type(data).__name__}"])
-    known = {
-        "name", "experiment", "description", "fixed", "grid", "seeds", "select",
-        "resources", "device", "checkpoint_every", "max_failures", "pack",
-    }  # fmt: skip
-    problems += [f"{k}: unknown key; allowed: {', '.join(sorted(known))}" for k in data
-                 if k not in known]  # fmt: skip
+    problems += [f"{k}: unknown key; allowed: {', '.join(sorted(KEYS))}" for k in data
+                 if k not in KEYS]  # fmt: skip
 
     name = data.get("name")
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        problems.append(f"name: expected a folder name, got {name!r}")
+    problems += [f"name: {problem}" for problem in folder_name_problems(name, NAME_LENGTH)]
     experiment = data.get("experiment")
-    if experiment not in EXPERIMENTS:
+    if not isinstance(experiment, str) or experiment not in EXPERIMENTS:
         problems.append(
-            f"experiment: {experiment!r} cannot be swept; choose from {EXPERIMENTS.names()}"
+            f"experiment: {brief(experiment)} cannot be swept; choose from {EXPERIMENTS.names()}"
         )
         raise SpecError(source, problems)  # nothing else can be checked without it
     config_class = EXPERIMENTS.get(experiment).config
@@ -230,7 +257,7 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     res = _parse_resources(data.get("resources", {}), problems)
     device = data.get("device", "auto")
     if device not in DEVICES:
-        problems.append(f"device: {device!r}; choose from {', '.join(DEVICES)}")
+        problems.append(f"device: {brief(device)}; choose from {', '.join(DEVICES)}")
     elif device == "cuda" and res is not None and res.gpu == 0:
         problems.append("device: cuda needs resources.gpu > 0 so Ray reserves a GPU")
     every = integer(data.get("checkpoint_every", 10), "checkpoint_every", problems, minimum=1)
@@ -239,14 +266,15 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     if isinstance(pack, int) and pack > 1 and not EXPERIMENTS.get(experiment).packable:
         problems.append(f"pack: {experiment} cannot pack runs (its model is no MLP); use 1")
     description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append("description: expected text")
+    problems += [f"description: {p}" for p in text_problems(description, allowed="\n\t")]
+    if max_trials is not None:
+        problems += _above_ceiling(grid, sweep_seeds, final_seeds, max_trials)
 
     _check_each_value(config_class, fixed, grid, problems)
-    if not problems:
+    if not problems:  # seed ranges become tuples only now, below the ceiling
         spec = SweepSpec(
             name=name, experiment=experiment, fixed=fixed, grid=tuple(grid),
-            sweep_seeds=sweep_seeds, final_seeds=final_seeds, select=select,
+            sweep_seeds=tuple(sweep_seeds), final_seeds=tuple(final_seeds), select=select,
             resources=res, device=device, checkpoint_every=every, max_failures=failures,
             pack=pack, description=description,
         )  # fmt: skip
@@ -326,18 +354,22 @@ def _parse_params(raw, path, types, problems, *, as_list: bool) -> dict:
     return params
 
 
-def _parse_seeds(raw, problems) -> tuple[tuple[int, ...], tuple[int, ...]]:
+Seeds = range | tuple[int, ...]
+"""A stage's seeds: a count stays a range until the trial count is under the ceiling."""
+
+
+def _parse_seeds(raw, problems) -> tuple[Seeds, Seeds]:
     if not isinstance(raw, dict):
         problems.append("seeds: expected {sweep: N or [..], final: N or [..]}")
         return (), ()
     problems += [f"seeds.{k}: unknown key; allowed: final, sweep" for k in raw
                  if k not in ("sweep", "final")]  # fmt: skip
-    stages = {}
+    stages: dict[str, Seeds] = {}
     start = 0
     for stage, default in (("sweep", 5), ("final", 15)):
         value = raw.get(stage, default)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            seeds = tuple(range(start, start + value))
+            seeds: Seeds = range(start, start + value)
         elif (
             isinstance(value, list)
             and value
@@ -348,18 +380,41 @@ def _parse_seeds(raw, problems) -> tuple[tuple[int, ...], tuple[int, ...]]:
         else:
             problems.append(
                 f"seeds.{stage}: expected a count >= 1 or a list of distinct seeds >= 0, "
-                f"got {value!r}"
+                f"got {brief(value)}"
             )
             seeds = ()
         stages[stage] = seeds
-        start = max(seeds, default=-1) + 1
-    shared = sorted(set(stages["sweep"]) & set(stages["final"]))
+        start = (seeds[-1] if isinstance(seeds, range) else max(seeds, default=-1)) + 1
+    sweep, final = stages["sweep"], stages["final"]
+    shared = []  # two counts never overlap: final starts after the sweep's largest seed
+    if isinstance(sweep, tuple) or isinstance(final, tuple):
+        listed, other = (sweep, final) if isinstance(sweep, tuple) else (final, sweep)
+        lookup = other if isinstance(other, range) else set(other)
+        shared = sorted(s for s in listed if s in lookup)
     if shared:
         problems.append(
-            f"seeds.final: {shared} also in seeds.sweep; final seeds must be new "
+            f"seeds.final: {brief(shared)} also in seeds.sweep; final seeds must be new "
             "so the reported runs are independent of the selection"
         )
-    return stages["sweep"], stages["final"]
+    return sweep, final
+
+
+def _above_ceiling(grid: list[dict[str, tuple]], sweep: Seeds, final: Seeds,
+                   max_trials: int) -> list[str]:  # fmt: skip
+    """The stage whose trials (configurations x seeds) pass `max_trials`, counted without
+    expanding the grid: each entry's product of list lengths, summed. The final stage's
+    count is an upper bound (every configuration may win its selection group)."""
+    configurations = sum(math.prod(len(values) for values in entry.values()) for entry in grid)
+    for stage, seeds in (("sweep", sweep), ("final", final)):
+        trials = configurations * len(seeds)
+        if trials > max_trials:
+            bound = "" if stage == "sweep" else "up to "
+            return [
+                f"grid x seeds.{stage}: {bound}{trials:,} {stage} trials (grid "
+                f"{configurations:,} configurations x {len(seeds):,} seeds), above the "
+                f"ceiling of {max_trials:,}; raise it with --max-trials N"
+            ]
+    return []
 
 
 def _check_select(select: Select, explicit_mode: bool, types, problems) -> Select:
@@ -403,7 +458,8 @@ def _check_combinations(spec: SweepSpec, problems: list[str]) -> None:
         except ConfigError as err:
             if str(err) not in seen:
                 seen.add(str(err))
-                where = "fixed" if point is spec.fixed else f"grid: the combination {point}"
+                shown = ", ".join(f"{k!r}: {brief(v, 40)}" for k, v in point.items())
+                where = "fixed" if point is spec.fixed else f"grid: the combination {{{shown}}}"
                 problems.append(f"{where}: {err}")
 
 

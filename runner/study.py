@@ -1,32 +1,43 @@
-"""The Ray-backed commands: sweep, resume, status and demo (see runner.cli)."""
+"""The spec-driven commands: sweep, resume, status and demo (see runner.cli).
+
+Everything a command can check is checked before Ray is imported (the spec, the folder,
+its lock), so bad input costs no Ray start-up. A stage that does not complete never reports
+success: the last line says what finished and how to continue, and the exit code is 1
+(runs failed, or the driver hit an error such as a full disk) or 130 (interrupted).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
+import sys
 
 import pandas as pd
 
+from plasticity_core.data.catalog import missing_folder
 from plasticity_core.errors import ConfigError
-from runner.ray_session import ray_session
+from runner.lock import folder_lock
+from runner.manifest import asked_stages, load_folder_spec, prepare
 from runner.results import read_results
 from runner.spec import STAGES, SweepSpec, load_spec
 from runner.status import experiment_status
 from runner.storage import Folder
-from runner.sweep import load_folder_spec, prepare, run_stages
+
+INTERRUPTED = 130
 
 
 def sweep(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, dict(args.overrides))
+    spec = load_spec(args.spec, dict(args.overrides), max_trials=args.max_trials)
     stages = list(STAGES) if args.stage == "all" else [args.stage]
+    _check_data(spec, embedded=args.address is None)
     return _run(spec, prepare(spec, args.out), stages, args)
 
 
 def resume(args: argparse.Namespace) -> int:
     folder = Folder(args.folder)
     spec = load_folder_spec(folder)
-    stages = json.loads((folder / "run.json").read_text())["stages"]
-    return _run(spec, folder, stages, args)
+    _check_data(spec, embedded=args.address is None)
+    return _run(spec, folder, asked_stages(folder), args)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -84,11 +95,39 @@ def plasticity_lines(final: pd.DataFrame, metric: str = "loss") -> list[str]:
 
 
 def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Namespace) -> int:
-    with ray_session(args.address, args.num_cpus, args.num_gpus, args.dashboard) as resources:
-        _check_resources(spec, resources, embedded=args.address is None)
-        failed = run_stages(spec, folder, stages)
+    command = shlex.join(["plasticity", *sys.argv[1:]]) if sys.argv[1:] else "plasticity"
+    with folder_lock(folder, command):
+        from runner.ray_session import ray_session  # Ray only once the input is known good
+        from runner.sweep import run_stages
+
+        try:
+            with ray_session(args.address, args.num_cpus, args.num_gpus,
+                             args.dashboard) as resources:  # fmt: skip
+                _check_resources(spec, resources, embedded=args.address is None)
+                stopped = run_stages(spec, folder, stages)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+            print(f"interrupted; continue with `plasticity resume {folder}`", file=sys.stderr)
+            return INTERRUPTED
     print(f"results: {folder}")
-    return 1 if failed else 0
+    if stopped is None:
+        return 0
+    how = f"stopped by an error: {stopped.error}; " if stopped.error else ""
+    print(f"[{stopped.stage}] {how}{stopped.finished}/{stopped.runs} runs finished, "
+          f"{stopped.failed} failed, {stopped.unfinished} not finished; fix any cause and "
+          f"continue with `plasticity resume {folder}`", file=sys.stderr)  # fmt: skip
+    interrupted = not stopped.error and not stopped.failed
+    return INTERRUPTED if interrupted else 1
+
+
+def _check_data(spec: SweepSpec, embedded: bool) -> None:
+    """Data folders the trials would read, checked before any starts: on this machine's
+    Ray they see this disk; a cluster's nodes may have folders this machine lacks."""
+    sources = {getattr(spec.build(point, seed=0), "data", None) for point in spec.configurations()}
+    missing = sorted(filter(None, (missing_folder(s) for s in sources if isinstance(s, str))))
+    if missing and embedded:
+        raise ConfigError("; ".join(missing) + " (fix `data` in the spec, or --set data=DIR)")
+    for problem in missing:
+        print(f"warning: {problem} on this machine; the cluster's trials look on their nodes")
 
 
 def _check_resources(spec: SweepSpec, resources: dict[str, float], embedded: bool) -> None:

@@ -25,7 +25,7 @@ import shlex
 import yaml
 
 from plasticity_core.errors import ConfigError, PlasticityError
-from runner.spec import SweepSpec
+from runner.spec import MAX_TRIALS, SweepSpec
 from runner.storage import is_uri
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -56,8 +56,11 @@ def _explain(err: Exception, address: str) -> PlasticityError:
     return ConfigError(f"cannot reach Ray's Jobs API at {address} ({text.splitlines()[0]})")
 
 
-def submit(spec: SweepSpec, address: str, storage: str, stage: str = "all") -> str:
-    """Submits the sweep; returns the job id."""
+def submit(
+    spec: SweepSpec, address: str, storage: str, stage: str = "all", max_trials: int = MAX_TRIALS
+) -> str:
+    """Submits the sweep; returns the job id. `max_trials` is the ceiling the spec passed
+    here, given to the job's own `plasticity sweep` too."""
     if not is_uri(storage) and not storage.startswith("/"):
         raise ConfigError(
             f"--storage {storage!r}: give a URI every node can reach (s3://, gs://) or an "
@@ -66,7 +69,7 @@ def submit(spec: SweepSpec, address: str, storage: str, stage: str = "all") -> s
     jobs = client(address)
     entrypoint = (
         f"printenv PLASTICITY_SPEC | plasticity sweep - --stage {stage} --address auto "
-        f"--out {shlex.quote(storage)}"
+        f"--out {shlex.quote(storage)} --max-trials {max_trials}"
     )
     try:
         return jobs.submit_job(

@@ -1,95 +1,87 @@
 """Running a spec's stages on Ray Tune: sweep -> select -> final, resumable.
 
-The experiment folder (a local path or a URI such as s3://bucket/prefix/NAME):
+The experiment folder (a local path or a URI such as s3://bucket/prefix/NAME) holds the
+project's own record of it (runner.manifest: spec.yaml, run.json, trials/, selection.json)
+and
 
-    spec.yaml         the validated spec; resume and status read it from here
-    run.json          the stages that were asked for
-    sweep/ final/     Ray Tune experiments (tuner.pkl, trial folders, checkpoints)
-    rows/stage=*/     per-task rows, one Parquet file per trial (see runner.results)
-    trials/stage=*/   one JSON record per trial: status, tasks done, node, device
-    selection.json    the configuration chosen per group; selection.csv the table behind it
+    STAGE/attempt-K/  the K-th Ray Tune run of a stage (trial folders with checkpoints)
+    rows/stage=*/     per-task rows, one Parquet file per run (see runner.results)
+    selection.csv     the table behind the selection
 
-Rows travel inside each trial's checkpoints; the driver copies the newest checkpoint's rows
-into `rows/` whenever a trial checkpoints and again after the stage, so the dataset grows
-while a sweep runs and works when trials run on other nodes. Scheduling is FIFO: every trial
-runs to its end (early stopping misranks plasticity curves, RAY-NOTES).
+Every run of a stage is rebuilt from the project's files: the trials from the spec (and
+the selection, for final), and each unfinished one continues from the newest checkpoint
+of any earlier attempt that reads back whole (runner.checkpoints); Tune's own saved state
+is never restored, so nothing in the folder is unpickled. Rows travel inside each trial's
+checkpoints; the driver copies the newest checkpoint's rows into `rows/` whenever a trial
+checkpoints and again after the stage, so the dataset grows while a sweep runs and works
+when trials run on other nodes. Scheduling is FIFO: every trial runs to its end (early
+stopping misranks plasticity curves, RAY-NOTES).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import signal
+import threading
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 from ray import tune
 
-from plasticity_core.errors import ConfigError
+from runner.checkpoints import Saved, newest_readable, next_attempt, read_checkpoint
+from runner.manifest import (
+    FINISHED,
+    mark_runs,
+    stage_trials,
+    trial_records,
+    write_records,
+)
 from runner.results import read_results, trial_rows_file
 from runner.select import Selection, format_selection, select_best
-from runner.spec import STAGES, SweepSpec, parse_spec
+from runner.spec import STAGES, SweepSpec
 from runner.storage import Folder
-from runner.trainable import train_trial, trial_config
+from runner.trainable import remove_orphaned_temp_folders, train_trial
 
 
-def prepare(spec: SweepSpec, out: str) -> Folder:
-    """The experiment folder OUT/NAME with the spec written into it. A folder that already
-    holds a different spec is refused, so two studies never mix their rows."""
-    folder = Folder(out) / spec.name
-    written = folder / "spec.yaml"
-    text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
-    if written.exists():
-        previous = load_folder_spec(folder)
-        if previous.to_dict() != spec.to_dict():
-            raise ConfigError(
-                f"{folder} already holds a different spec named {spec.name!r}; choose another "
-                "--out, or continue that experiment with `plasticity resume`"
-            )
-    else:
-        written.write_text(text)
-    return folder
+@dataclass(frozen=True)
+class Outcome:
+    """How a stage ended, from the project's records of its runs."""
+
+    stage: str
+    runs: int
+    finished: int
+    failed: int
+    error: str = ""
+    """The driver's own error (a full disk, a Ray failure), if one ended the stage."""
+
+    @property
+    def unfinished(self) -> int:
+        return self.runs - self.finished - self.failed
+
+    @property
+    def complete(self) -> bool:
+        return self.finished == self.runs and not self.error
 
 
-def load_folder_spec(folder: Folder) -> SweepSpec:
-    spec_file = folder / "spec.yaml"
-    if not spec_file.exists():
-        raise ConfigError(f"{folder} is not an experiment folder (no spec.yaml)")
-    return parse_spec(yaml.safe_load(spec_file.read_text()), str(spec_file))
-
-
-def stage_trials(spec: SweepSpec, folder: Folder, stage: str) -> list[dict]:
-    """Tune trial configs of a stage: grid x sweep seeds, or the selection x final seeds,
-    in packs of up to `spec.pack` runs that can share a step."""
-    if stage == "sweep":
-        points, seeds = spec.configurations(), spec.sweep_seeds
-    else:
-        choice_file = folder / "selection.json"
-        if not choice_file.exists():
-            raise ConfigError(f"{folder}: no selection.json yet; run the select stage first")
-        points = [c["params"] for c in json.loads(choice_file.read_text())["choices"]]
-        seeds = spec.final_seeds
-    return [trial_config(spec, runs) for runs in spec.packs(spec.trials(stage, points, seeds))]
-
-
-def run_stages(spec: SweepSpec, folder: Folder, stages: list[str], printer=print) -> int:
-    """Runs the stages in order inside an active Ray session; returns how many trials
-    failed (0 = everything finished; diverged trials are finished)."""
+def run_stages(spec: SweepSpec, folder: Folder, stages: list[str], printer=print) -> Outcome | None:
+    """Runs the stages in order inside an active Ray session; returns the outcome of the
+    stage that did not complete (runs failed, interrupted, or a driver error), or None
+    when every stage did (diverged runs are finished runs)."""
     (folder / "run.json").write_text(json.dumps({"stages": stages}))
     for stage in stages:
         if stage == "select":
             selection = run_select(spec, folder)
             printer(format_selection(selection, spec))
             continue
-        failed = run_tune_stage(spec, folder, stage, printer)
-        if failed:
-            printer(
-                f"[{stage}] {failed} trial(s) failed; fix the cause and run "
-                f"`plasticity resume {folder}` to continue them from their checkpoints"
-            )
-            return failed
-    return 0
+        result = run_tune_stage(spec, folder, stage, printer)
+        if not result.complete:
+            return result
+    return None
 
 
 def run_select(spec: SweepSpec, folder: Folder) -> Selection:
@@ -100,50 +92,105 @@ def run_select(spec: SweepSpec, folder: Folder) -> Selection:
     return selection
 
 
-def trial_records(folder: Folder, stage: str) -> dict[str, dict]:
-    records = {}
-    for file in (folder / "trials" / f"stage={stage}").files(".json"):
-        record = json.loads(file.read_text())
-        records[record["trial_id"]] = record
-    return records
-
-
-def run_tune_stage(spec: SweepSpec, folder: Folder, stage: str, printer=print) -> int:
-    stage_folder = folder / stage
-    progress = Progress(stage, printer)
-    restored = tune.Tuner.can_restore(stage_folder.uri)
-    if restored:
-        tuner = tune.Tuner.restore(
-            stage_folder.uri, trainable=_trainable(spec), resume_errored=True
-        )
-        printer(f"[{stage}] resuming {stage_folder}")
+def run_tune_stage(spec: SweepSpec, folder: Folder, stage: str, printer=print) -> Outcome:
+    configs = stage_trials(spec, folder, stage)
+    todo = plan_attempt(folder, stage, configs, lambda text: printer(f"[{stage}] {text}"))
+    error = ""
+    if todo:
+        error = _fit(spec, folder, stage, todo, len(configs), printer)
     else:
-        trials = stage_trials(spec, folder, stage)
-        printer(f"[{stage}] {len(trials)} trials -> {stage_folder}")
-        tuner = tune.Tuner(
-            _trainable(spec),
-            param_space={"trial": tune.grid_search(trials)},
-            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_trial_dirname),
-            run_config=tune.RunConfig(
-                name=stage,
-                storage_path=folder.uri,
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[Collect(), progress],
-            ),
-        )
-    results = tuner.fit()
-    failed = 0
-    for result in results:
-        if result.checkpoint is not None:
-            collect(result.checkpoint)
-        if result.error is not None:
-            failed += 1
+        printer(f"[{stage}] all {len(configs)} trials had finished")
+    remove_orphaned_temp_folders()
+    return outcome(folder, stage, configs, error)
+
+
+def plan_attempt(folder: Folder, stage: str, configs: list[dict], warn) -> list[dict]:
+    """The Tune trials still to run, each with the checkpoint it continues from; the rows
+    and records of every trial's newest readable checkpoint are collected again on the
+    way (a damaged rows file is rewritten)."""
+    todo = []
+    for config in configs:
+        checkpoint, saved = newest_readable(folder / stage, config["trial_id"], warn)
+        if saved is not None:
+            collect(folder, saved)
+            if all(record["status"] in FINISHED for record in saved.records):
+                continue
+        todo.append({**config, "resume_from": checkpoint.uri if checkpoint else None})
+    return todo
+
+
+def _fit(spec, folder: Folder, stage: str, todo: list[dict], total: int, printer) -> str:
+    """Runs the trials as a new Tune attempt; returns the driver's error, if one ended it."""
+    attempt = next_attempt(folder / stage)
+    progress, collector = Progress(stage, str(folder), printer), Collect(str(folder))
+    printer(f"[{stage}] {len(todo)} of {total} trials to run -> {folder / stage / attempt}")
+    tuner = tune.Tuner(
+        _trainable(spec),
+        param_space={"trial": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=attempt,
+            storage_path=(folder / stage).uri,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[collector, progress],
+        ),
+    )
+    try:
+        with _sigterm_as_sigint():
+            results = tuner.fit()
+        for result in results:
+            if result.checkpoint is not None:
+                collect(folder, read_checkpoint(_folder_of(result.checkpoint), states=False))
+            if result.error is not None:
+                mark_runs(folder, result.config["trial"], "failed", _one_line(result.error))
+        if collector.error is not None:
+            raise collector.error
+    except Exception as err:  # noqa: BLE001 - reported as the stage's end, never as success
+        return _one_line(err)
     progress.summary(results)
-    if not restored:
-        _report_utilisation(folder, stage, progress, printer)
-    return failed
+    _report_utilisation(folder, stage, progress, printer)
+    return ""
+
+
+def outcome(folder: Folder, stage: str, configs: list[dict], error: str = "") -> Outcome:
+    records = trial_records(folder, stage, bad_files=[])
+    runs = [run["trial_id"] for config in configs for run in config["runs"]]
+    statuses = [records.get(run, {}).get("status") for run in runs]
+    return Outcome(stage, len(runs), sum(s in FINISHED for s in statuses),
+                   statuses.count("failed"), error)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint():
+    """SIGTERM ends a stage as Ctrl-C does (Tune's graceful stop, then an honest report)
+    instead of killing the driver mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as one line; a full disk anywhere in its chain as "no space left on"."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return f"no space left on {cause.filename or 'the results disk'}"
+        cause = cause.__cause__ or cause.__context__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else err.__class__.__name__)[:300]
 
 
 def _report_utilisation(folder: Folder, stage: str, progress: Progress, printer) -> None:
@@ -177,20 +224,11 @@ def _trial_dirname(trial) -> str:
     return trial.config["trial"]["trial_id"]
 
 
-def collect(checkpoint: tune.Checkpoint) -> None:
+def collect(folder: Folder, saved: Saved) -> None:
     """Copies a checkpoint's rows and records into the experiment's dataset, one file per
-    run. The experiment folder is found from the checkpoint's own place (EXPERIMENT/STAGE/
-    TRIAL/checkpoint_N), so this keeps working when the folder has been moved since."""
-    fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
-    folder = Folder.on(fs, path.rsplit("/", 3)[0])
-    with fs.open_input_stream(f"{path}/trials.json") as f:
-        records = json.loads(f.read())
-    try:
-        with fs.open_input_stream(f"{path}/rows.parquet") as f:
-            rows = pq.read_table(pa.BufferReader(f.read()), use_threads=False)
-    except FileNotFoundError:
-        rows = None  # every run diverged on its first task: no rows
-    for record in records:
+    run."""
+    rows = saved.rows
+    for record in saved.records:
         trial_id, stage = record["trial_id"], record["stage"]
         if rows is not None:
             own = rows.filter(pc.equal(rows["trial_id"], trial_id))
@@ -198,38 +236,47 @@ def collect(checkpoint: tune.Checkpoint) -> None:
                 sink = pa.BufferOutputStream()
                 pq.write_table(own, sink)
                 trial_rows_file(folder, stage, trial_id).write_bytes(sink.getvalue().to_pybytes())
-        (folder / "trials" / f"stage={stage}" / f"{trial_id}.json").write_text(json.dumps(record))
+    write_records(folder, saved.records)
+
+
+def _folder_of(checkpoint: tune.Checkpoint) -> Folder:
+    return Folder.on(checkpoint.filesystem, checkpoint.path)
 
 
 class Collect(tune.Callback):
-    """Copies rows into the dataset as soon as a trial checkpoints (live partial results)."""
+    """Copies rows into the dataset as soon as a trial checkpoints (live partial results).
+    Tune would swallow an error raised here (a full disk): it is kept for the driver."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.error: Exception | None = None
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        collect(checkpoint)
+        try:
+            collect(Folder(self.folder), read_checkpoint(_folder_of(checkpoint), states=False))
+        except Exception as err:  # noqa: BLE001 - reported when the attempt ends
+            self.error = self.error or err
 
 
 class Progress(tune.Callback):
     """One compact line every `interval` seconds and on each trial's end, instead of
     Ray's tables."""
 
-    def __init__(self, stage: str, printer=print, interval: float = 10.0) -> None:
-        self.stage, self.printer, self.interval = stage, printer, interval
-        self.setup_time()
-
-    def setup_time(self) -> None:
+    def __init__(self, stage: str, folder: str, printer=print, interval: float = 10.0) -> None:
+        self.stage, self.folder, self.printer, self.interval = stage, folder, printer, interval
         self.start = time.monotonic()
         self.last = 0.0
 
-    def setup(self, **info) -> None:  # also runs after a restore
-        self.setup_time()
-
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks into tuner.pkl; the printer stays with this process
-        # (a restored run prints with print()).
+        # Tune pickles its callbacks into tuner.pkl (never read back: runner.manifest);
+        # the printer stays with this process.
         return {k: v for k, v in self.__dict__.items() if k != "printer"}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, printer=print)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        mark_runs(Folder(self.folder), trial.config["trial"], "running")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if time.monotonic() - self.last >= self.interval:
@@ -240,6 +287,7 @@ class Progress(tune.Callback):
             self._line(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        mark_runs(Folder(self.folder), trial.config["trial"], "failed")
         self.printer(f"[{self.stage}] trial {_trial_dirname(trial)} failed")
         self._line(trials)
 
@@ -265,9 +313,9 @@ class Progress(tune.Callback):
             self.printer(f"[{self.stage}] error: {message}")
         elapsed = time.monotonic() - self.start
         self.printer(
-            f"[{self.stage}] {len(results) - len(errors)}/{len(results)} trials finished "
+            f"[{self.stage}] {results.num_terminated}/{len(results)} trials ran to their end "
             f"in {elapsed:.1f} s"
         )
 
 
-__all__ = ["STAGES", "prepare", "run_stages", "run_select", "load_folder_spec"]
+__all__ = ["STAGES", "Outcome", "run_select", "run_stages"]

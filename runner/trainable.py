@@ -11,16 +11,22 @@ A trial reports a compact metric line after every task (for live progress only) 
                    diverged), tasks done, node, device and the pack it ran in
 
 so the rows always match the state they came from: a resumed trial continues from the
-state and the rows of its last checkpoint, and never repeats or loses a row (RAY-NOTES:
-Tune's own result logs repeat the rows reported after the last checkpoint).
+state and the rows of a checkpoint (Tune's, after a crash within one attempt; the one the
+driver chose, `resume_from`, in a later attempt), and never repeats or loses a row
+(RAY-NOTES: Tune's own result logs repeat the rows reported after the last checkpoint).
+
+`PLASTICITY_FAULTS` (runner.manifest.FAULTS_ENV) names a folder of planned failures, for
+testing recovery: a file `<trial_id>@<task>.raise` or `<trial_id>@<task>.kill` makes that
+run's trial raise (or SIGKILL its own worker process) just before that task, once: the file
+is removed as the fault fires.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -28,43 +34,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import ray
 import torch
 from ray import tune
 
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.packed.loop import start
+from runner.checkpoints import Saved, read_checkpoint
+from runner.lock import process_alive
 from runner.results import write_rows
+from runner.storage import Folder
 from runner.trial import Trial
 
-FAULTS_ENV = "PLASTICITY_FAULTS"
-"""Names a folder of planned failures, for testing recovery: a file `<trial_id>@<task>.raise`
-or `<trial_id>@<task>.kill` makes that trial raise (or SIGKILL its own worker process) just
-before running that task, once: the file is removed as the fault fires."""
 REPORTED = ("task", "accuracy", "train_accuracy", "loss", "resets", "seconds")
-
-
-def trial_config(spec, runs: list[Trial]) -> dict:
-    """What Tune passes to `train_trial` for one Tune trial (JSON-able; stored in tuner.pkl):
-    its runs (one, or a pack that shares a step) and how the spec runs them."""
-    return {
-        "runs": [trial.to_dict() for trial in runs],
-        "trial_id": pack_id(runs),
-        "tasks": sum(trial.tasks for trial in runs),
-        "device": spec.device,
-        "cpus": spec.resources.cpu,
-        "checkpoint_every": spec.checkpoint_every,
-        "faults": os.environ.get(FAULTS_ENV, ""),
-    }
-
-
-def pack_id(runs: list[Trial]) -> str:
-    """A one-run Tune trial is named by its run; a pack by its runs' ids."""
-    if len(runs) == 1:
-        return runs[0].trial_id
-    digest = hashlib.sha1(" ".join(t.trial_id for t in runs).encode()).hexdigest()[:12]
-    return f"pack-{digest}-x{len(runs)}"
+TEMP_PREFIX = "plasticity-ckpt-"
+"""Checkpoint folders are staged in the temp folder as TEMP_PREFIX<pid>-*: one whose
+process has died (a killed worker) is removed by the next trial on that node."""
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -81,20 +66,20 @@ def train_trial(config: dict[str, Any]) -> None:
     context = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                "device": device, "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
                "pack": config["trial_id"]}  # fmt: skip
+    remove_orphaned_temp_folders()
     records = [_record(trial, context) for trial in trials]
     states, rows = None, []
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            records = json.loads((Path(folder) / "trials.json").read_text())
-            if all(r["status"] != "running" for r in records):
-                return  # finished or diverged before the interruption: nothing to redo
-            for record in records:  # where the runs continue now
-                if record["status"] == "running":
-                    record.update(context)
-            saved = torch.load(Path(folder) / "state.pt", weights_only=True, map_location=device)
-            states = saved["runs"]
-            rows = pq.read_table(Path(folder) / "rows.parquet").to_pylist()
+    saved = _continued_from(config, device)
+    if saved is not None:
+        records = saved.records
+        if all(r["status"] != "running" for r in records):
+            return  # finished or diverged before the interruption: nothing to redo
+        for record in records:  # where the runs continue now
+            if record["status"] in ("running", "failed"):
+                record.update(context, status="running")
+                record.pop("error", None)
+        states = saved.states
+        rows = saved.rows.to_pylist() if saved.rows is not None else []
     entry = trials[0].entry
     active = [i for i, r in enumerate(records) if r["status"] == "running"]
     run = start(entry.run, [configs[i] for i in active], [states[i] for i in active]
@@ -124,6 +109,25 @@ def train_trial(config: dict[str, Any]) -> None:
             _report(rows, records, run.state_dict(), config["trial_id"])
         else:
             tune.report(_metrics(rows, records, config["trial_id"]))
+
+
+def _continued_from(config: dict, device: str) -> Saved | None:
+    """The checkpoint this trial continues from: Tune's latest of this attempt (a retry
+    after a crash), else the one the driver chose from an earlier attempt, else None."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        return read_checkpoint(Folder.on(checkpoint.filesystem, checkpoint.path), device)
+    if config.get("resume_from"):
+        return read_checkpoint(Folder(config["resume_from"]), device)
+    return None
+
+
+def remove_orphaned_temp_folders() -> None:
+    """Removes this node's staged checkpoint folders whose process is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record(trial: Trial, context: dict) -> dict:
@@ -159,7 +163,7 @@ def _metrics(rows: list[dict], records: list[dict], name: str) -> dict:
 
 
 def _report(rows: list[dict], records: list[dict], state: dict, name: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="plasticity-ckpt-") as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as folder:
         torch.save(state, Path(folder) / "state.pt")
         if rows:
             write_rows(rows, Path(folder) / "rows.parquet")

@@ -111,6 +111,18 @@ def resolve(name: str, root: str | Path | None = None) -> Path:
     return dataset.location(base)
 
 
+BUILT_IN = ("embedded", "embedded-mnist")
+"""Sources that ship with the project (no folder to look for)."""
+
+
+def missing_folder(data: str) -> str | None:
+    """For a process that sees the same disks as the trials: why the folder `data` names
+    cannot be read, or None (named and built-in sources are checked elsewhere)."""
+    if data in DATASETS or data in BUILT_IN or Path(data).expanduser().is_dir():
+        return None
+    return f"data folder {data} does not exist"
+
+
 def check_source(data: str) -> None:
     """For configs: a named dataset must be present (cheap: files exist); paths and the
     embedded sources are left to their readers."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from plasticity_core.diagnostics import DEFINITIONS_VERSION, network_diagnostics
+from plasticity_core.divergence import divergence
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.experiments import state as experiment_state
 from plasticity_core.fields import check_choices, option
@@ -227,11 +228,7 @@ class TaskLoop:
         cfg = self.config
         self.examples_seen += totals.examples
         loss = totals.loss_sum / totals.examples
-        if not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"training loss became {loss} on task {self.task} "
-                f"(lr={cfg.lr}, method={cfg.method}); lower the learning rate"
-            )
+        self._check_divergence(task, totals, loss)
         row = {
             "experiment": self.NAME,
             **self._hyperparameters,
@@ -254,6 +251,24 @@ class TaskLoop:
         if task.probe is not None:
             row.update(self._diagnostics(task.probe, totals.grad_norm))
         return row
+
+    def _check_divergence(self, task: Task, totals: TaskTotals, loss: float) -> None:
+        """Raise TrainingDiverged when the task's mean training `loss` broke a bound of
+        `plasticity_core.divergence`, naming the bound and its numbers."""
+        if LOSSES.get(self.LOSS).classification:
+            inputs = {"classes": self.model.head.out_features,
+                      "accuracy": totals.correct / totals.examples}  # fmt: skip
+        elif task.examples is not None:  # a zero output's loss: the targets' mean square
+            inputs = {"target_mean_square": task.examples[1].double().square().mean().item()}
+        else:
+            inputs = {}
+        reason = divergence(loss, **inputs)
+        if reason is not None:
+            cfg = self.config
+            raise TrainingDiverged(
+                f"training diverged on task {self.task}: {reason} "
+                f"(lr={cfg.lr}, method={cfg.method}); lower the learning rate"
+            )
 
     def _reset_counts(self) -> list[int]:
         return self.method.reset_counts() or [0] * len(self.model.unit_layers())

@@ -15,6 +15,8 @@ Bad input prints one line naming the bad value and what is allowed, and exits wi
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("plasticity: interrupted; rows written so far are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `plasticity plan X | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # Every write is a temporary file renamed over its target: what was written
+        # before is whole, and the command can run again once there is space.
+        where = err.filename or "the results disk"
+        print(f"plasticity: error: no space left on {where}; files written before are "
+              "intact: free space and run the command again", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from plasticity_core.devices import check_device
 from plasticity_core.experiments import reset_cost, resnet_assay
 from plasticity_core.experiments.reset_cost import ResetCostConfig
 from plasticity_core.experiments.resnet_assay import ResNetAssayConfig
@@ -87,4 +88,6 @@ def _config(cls: type, args: argparse.Namespace, model: str | None = None, **bas
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
         raise UsageError(f"--model {args.model} reads no {flags}")
-    return cls(**{**base, **mine}, **({"model": model} if model else {}))
+    config = cls(**{**base, **mine}, **({"model": model} if model else {}))
+    check_device(config.device)
+    return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from plasticity_core.devices import check_device
 from plasticity_core.experiments import EXPERIMENTS
 from runner.cli.options import Parser, add_config_options, given_options
 from runner.cli.threads import add_threads_option, set_threads
@@ -48,6 +49,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     entry = EXPERIMENTS.get(args.experiment)
+    check_device(args.device)
     set_threads(args.threads)
     params = {k: v for k, v in given_options(entry.config, args).items() if k not in NOT_OPTIONS}
     seed = params.pop("seed", entry.config().seed)

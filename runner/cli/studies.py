@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from runner.spec import STAGES, load_spec
+from plasticity_core.errors import ConfigError, brief
+from runner.safe_yaml import load_yaml
+from runner.spec import MAX_TRIALS, STAGES, load_spec
 
 
 def _override(text: str) -> tuple[str, object]:
-    import yaml
-
+    """--set FIELD=VALUE, the value read as YAML under the spec's own bounds."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {brief(text)}")
+    try:
+        return key.strip(), load_yaml(value, f"--set {key.strip()}")
+    except ConfigError as err:  # argparse shows only an ArgumentTypeError's own text
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_spec_options(parser: argparse.ArgumentParser, out: bool = False) -> None:
@@ -25,8 +29,18 @@ def _add_spec_options(parser: argparse.ArgumentParser, out: bool = False) -> Non
         metavar="FIELD=VALUE",
         help="replace a fixed field of the spec, e.g. --set data=/data/mnist (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--max-trials", type=_positive, default=MAX_TRIALS, metavar="N",
+        help=f"refuse a spec whose stage has more than N trials (default {MAX_TRIALS:,})",
+    )  # fmt: skip
     if out:
         parser.add_argument("--out", default="results", help="folder or URI (s3://...)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _add_ray_options(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "plan":
         from runner.plan import plan_lines
 
-        spec = load_spec(args.spec, dict(args.overrides))
+        spec = load_spec(args.spec, dict(args.overrides), max_trials=args.max_trials)
         print("\n".join(plan_lines(spec, args.cluster, args.workers, args.bench)))
     else:
         from runner import study  # imports Ray: only for the commands that use it
@@ -101,8 +115,8 @@ def _cluster_command(args: argparse.Namespace) -> None:
     if args.command == "logs":
         print(submit.job_logs(args.address, args.job), end="")
         return
-    spec = load_spec(args.spec, dict(args.overrides))
-    job = submit.submit(spec, args.address, args.storage, args.stage)
+    spec = load_spec(args.spec, dict(args.overrides), max_trials=args.max_trials)
+    job = submit.submit(spec, args.address, args.storage, args.stage, args.max_trials)
     print(f"submitted {spec.name} as job {job}; results: {args.storage.rstrip('/')}/{spec.name}")
     print(f"watch: plasticity status --address {args.address} --job {job}")
     print(f"log:   plasticity logs {job} --address {args.address}")

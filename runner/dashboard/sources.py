@@ -24,7 +24,9 @@ import pandas as pd
 
 from plasticity_core.errors import DataError
 from runner.local_run import STAGE as RUN_STAGE
+from runner.manifest import load_folder_spec
 from runner.results import read_results, read_table
+from runner.status import stage_status
 from runner.storage import Folder
 
 SWEEP = "spec.yaml"
@@ -140,25 +142,24 @@ def _read_all(files: list[Folder], sources: Sources) -> pd.DataFrame:
 
 
 def _load_sweep(folder: Folder, sources: Sources) -> dict:
-    # Imported here: they import Ray, which a page of run/assay outputs never needs.
-    from runner.status import stage_status
-    from runner.sweep import load_folder_spec
-
+    """A sweep's experiment folder: its rows (an unreadable rows file is named in the notes
+    and hides only its own rows), stage statuses and selection. Anything else that cannot be
+    read becomes a note too: a broken folder must not hide the others."""
     name = _source_name(folder, sources)
     entry = {"name": name, "folder": str(folder), "stages": [], "selection": None}
     try:
         spec = load_folder_spec(folder)
-        rows = read_results(folder)
-    except Exception as err:  # a broken folder must not hide the others
+        rows = read_results(folder, bad_files=sources.notes)
+    except Exception as err:
         sources.notes.append(f"{folder}: {err}")
         return entry
     if len(rows):
         sources.rows.append(rows.assign(source=name))
     for stage in ("sweep", "final"):
         try:
-            status = stage_status(folder, stage, rows)
+            status = stage_status(folder, stage, rows, sources.notes)
         except Exception as err:
-            sources.notes.append(f"{folder}/{stage}: Tune state unreadable ({err})")
+            sources.notes.append(f"{folder}/{stage}: stage status unreadable ({err})")
             continue
         if status is not None:
             entry["stages"].append(status)

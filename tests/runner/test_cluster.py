@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
+from runner.manifest import prepare
 from runner.results import read_results
 from runner.spec import load_spec
 from runner.storage import Folder
-from runner.sweep import prepare, run_stages
+from runner.sweep import run_stages
 from tests.runner.ray_helpers import write_spec
 
 
@@ -40,22 +41,22 @@ def _records(uri: str, name: str) -> list[dict]:
 def _run(tmp_path, name: str, printed: list, **spec_fields):
     spec = load_spec(write_spec(tmp_path, name, **spec_fields))
     uri = f"file://{tmp_path}/out"  # a URI, as a real multi-node cluster needs
-    failed = run_stages(spec, prepare(spec, uri), ["sweep"], printer=printed.append)
-    return failed, uri
+    stopped = run_stages(spec, prepare(spec, uri), ["sweep"], printer=printed.append)
+    return stopped, uri
 
 
 def test_gpu_trials_run_on_the_gpu_node_and_cpu_trials_elsewhere(two_nodes, tmp_path):
     gpu_node, head_node = two_nodes
     printed: list[str] = []
-    failed, uri = _run(tmp_path, "on-gpu", printed, resources={"cpu": 1, "gpu": 0.5}, device="cpu")
-    assert failed == 0
+    stopped, uri = _run(tmp_path, "on-gpu", printed, resources={"cpu": 1, "gpu": 0.5}, device="cpu")
+    assert stopped is None
     records = _records(uri, "on-gpu")
     assert len(records) == 2
     assert {r["node_id"] for r in records} == {gpu_node}
     assert all(r["gpu_ids"] for r in records), "Ray assigned a GPU to each trial"
 
-    failed, uri = _run(tmp_path, "on-cpu", printed, resources={"cpu": 1})
-    assert failed == 0
+    stopped, uri = _run(tmp_path, "on-cpu", printed, resources={"cpu": 1})
+    assert stopped is None
     records = _records(uri, "on-cpu")
     assert {r["node_id"] for r in records} == {head_node}, records
     assert all(r["device"] == "cpu" and not r["gpu_ids"] for r in records)
@@ -65,8 +66,8 @@ def test_gpu_trials_run_on_the_gpu_node_and_cpu_trials_elsewhere(two_nodes, tmp_
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_gpu_trial_without_cuda_fails_with_a_clear_message(two_nodes, tmp_path):
     printed: list[str] = []
-    failed, _ = _run(tmp_path, "no-cuda", printed, resources={"cpu": 1, "gpu": 1})
-    assert failed == 2
+    stopped, _ = _run(tmp_path, "no-cuda", printed, resources={"cpu": 1, "gpu": 1})
+    assert (stopped.failed, stopped.finished, stopped.error) == (2, 0, "")
     errors = [line for line in printed if "error:" in line]
     assert len(errors) == 2
     assert all("cannot use CUDA" in line and "resources.gpu: 0" in line for line in errors)

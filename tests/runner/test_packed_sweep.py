@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from runner.cli import main
+from runner.manifest import FAULTS_ENV
 from runner.results import read_results
 from runner.spec import load_spec
-from runner.trainable import FAULTS_ENV
 from tests.runner.ray_helpers import TIMING, write_spec
 
 SEEDS = {"sweep": 3, "final": 1}
@@ -40,7 +40,7 @@ def _columns(rows: pd.DataFrame) -> pd.DataFrame:
 
 def test_three_seeds_run_as_one_ray_trial_with_a_record_and_rows_file_per_run(packed_run):
     spec, folder = packed_run
-    tune_trials = [p for p in (folder / "sweep").iterdir() if p.is_dir()]
+    tune_trials = [p for p in (folder / "sweep" / "attempt-0").iterdir() if p.is_dir()]
     assert len(tune_trials) == 1 and tune_trials[0].name.startswith("pack-")
     records = [json.loads(f.read_text()) for f in (folder / "trials").rglob("*.json")]
     assert sorted(r["seed"] for r in records) == [0, 1, 2]

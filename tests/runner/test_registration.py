@@ -13,8 +13,8 @@ import yaml
 
 from plasticity_core.experiments import EXPERIMENTS
 from runner.cli import main
+from runner.manifest import FAULTS_ENV
 from runner.results import read_results
-from runner.trainable import FAULTS_ENV
 from runner.trial import Trial
 from tests.runner import tiny_experiment
 from tests.runner.ray_helpers import TIMING

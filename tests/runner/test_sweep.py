@@ -1,4 +1,4 @@
-"""Real Ray Tune runs of tiny specs: exact rows, selection, fault recovery, bad input."""
+"""Real Ray Tune runs of tiny specs: exact rows, selection, worker reuse, bad input."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from plasticity_core.experiments.permuted_mnist import PermutedMNIST
 from runner.cli import main
 from runner.results import read_results
 from runner.spec import load_spec
-from runner.trainable import FAULTS_ENV
-from tests.runner.ray_helpers import TIMING, listening_addresses, write_spec
+from tests.runner.ray_helpers import listening_addresses, write_spec
 
 # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp* writes them
 LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
@@ -90,41 +89,6 @@ def test_status_counts_trials_and_tasks(clean_run, capsys):
     assert "sweep: 2 trials: 2 done (0 diverged), 0 running, 0 pending, 0 failed" in out
     assert "tasks saved 10/10" in out
     assert "final: 1 trials: 1 done" in out
-
-
-def test_raised_and_killed_trials_resume_to_the_uninterrupted_rows(
-    clean_run, tmp_path, monkeypatch, capsys
-):
-    spec, clean_folder = clean_run
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    ids = [f"{spec.build(p, 0).config_hash()}-s0" for p in spec.configurations()]
-    (faults / f"{ids[0]}@3.raise").touch()
-    (faults / f"{ids[1]}@3.kill").touch()
-    monkeypatch.setenv(FAULTS_ENV, str(faults))
-    spec_file = write_spec(tmp_path, "faulty")
-    folder = tmp_path / "out" / "faulty"
-
-    assert main(["sweep", str(spec_file), "--stage", "sweep", "--out", str(tmp_path / "out")]) == 1
-    assert not list(faults.iterdir()), "each fault fires once"
-    interrupted = read_results(folder)
-    # Each trial checkpointed after 2 tasks, then failed before task 3.
-    assert interrupted.groupby("trial_id")["task"].apply(list).to_dict() == {
-        ids[0]: [0, 1],
-        ids[1]: [0, 1],
-    }
-    capsys.readouterr()
-    assert main(["status", str(folder)]) == 0
-    assert "2 failed" in capsys.readouterr().out
-
-    assert main(["resume", str(folder)]) == 0
-    resumed = read_results(folder)
-    reference = read_results(clean_folder, stage="sweep")
-    assert not resumed.duplicated(["trial_id", "task"]).any()
-    columns = [c for c in reference.columns if c not in TIMING]
-    pd.testing.assert_frame_equal(
-        resumed[columns].reset_index(drop=True), reference[columns].reset_index(drop=True)
-    )
 
 
 def test_reused_worker_processes_give_the_same_rows_as_fresh_ones(clean_run, tmp_path):
