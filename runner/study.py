@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 
 import pandas as pd
@@ -103,9 +104,10 @@ def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Name
         try:
             with ray_session(args.address, args.num_cpus, args.num_gpus,
                              args.dashboard) as resources:  # fmt: skip
+                _sigterm_interrupts()  # after ray.init, which installs Ray's own (abort)
                 _check_resources(spec, resources, embedded=args.address is None)
                 stopped = run_stages(spec, folder, stages)
-        except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        except KeyboardInterrupt:  # a second Ctrl-C, or a signal outside a Tune stage
             print(f"interrupted; continue with `plasticity resume {folder}`", file=sys.stderr)
             return INTERRUPTED
     print(f"results: {folder}")
@@ -117,6 +119,16 @@ def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Name
           f"continue with `plasticity resume {folder}`", file=sys.stderr)  # fmt: skip
     interrupted = not stopped.error and not stopped.failed
     return INTERRUPTED if interrupted else 1
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM as Ctrl-C for the rest of the command (Ray's handler would abort the driver
+    with a stack dump); inside a Tune stage runner.sweep makes it Tune's graceful stop."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _check_data(spec: SweepSpec, embedded: bool) -> None:

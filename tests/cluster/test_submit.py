@@ -95,7 +95,7 @@ def test_submitted_sweep_survives_losing_a_node(cluster, tmp_path):
     def on_worker() -> list[dict]:
         files = records.glob("*.json") if records.exists() else []
         return [r for r in map(lambda f: json.loads(f.read_text()), files)
-                if r["node_id"] == cluster["worker"] and r["status"] == "running"]  # fmt: skip
+                if r.get("node_id") == cluster["worker"] and r["status"] == "running"]  # fmt: skip
 
     deadline = time.monotonic() + 120
     while not on_worker():

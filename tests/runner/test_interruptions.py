@@ -43,6 +43,14 @@ def _wait_for_rows(folder: Path, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+def _wait_for(path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+    time.sleep(1)
+
+
 def _stop(process: subprocess.Popen, *signals: int) -> tuple[int, str]:
     for i, sig in enumerate(signals):
         if i:
@@ -66,9 +74,9 @@ def test_interrupted_stages_exit_non_zero_and_say_how_to_resume(tmp_path, capsys
     assert main(["status", str(folder)]) == 0
     assert "0 running" in capsys.readouterr().out
 
-    for signals in ((signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)):
+    for attempt, signals in ((1, (signal.SIGTERM,)), (2, (signal.SIGINT, signal.SIGINT))):
         resumed = _start(["resume", str(folder)])
-        time.sleep(12)  # past Ray's start: the stage is running
+        _wait_for(folder / "sweep" / f"attempt-{attempt}")  # the stage is running
         started = time.monotonic()
         code, err = _stop(resumed, *signals)
         assert code == 130, err
