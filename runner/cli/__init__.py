@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from plasticity_core.errors import PlasticityError
-from runner.cli import assay, datasets, run, studies, tools
+from runner.cli import assay, datasets, run, studies, summary, tools
 from runner.cli.options import Parser, UsageError
 
 
@@ -33,11 +33,12 @@ def build_parser() -> Parser:
     datasets.add_parser(sub)
     studies.add_parsers(sub)
     tools.add_parsers(sub)
+    summary.add_parser(sub)
     return parser
 
 
 COMMANDS = {"run": run.run, "assay": assay.run, "list": tools.run, "bench": tools.run,
-            "dashboard": tools.run, "data": datasets.run}  # fmt: skip
+            "dashboard": tools.run, "data": datasets.run, "summary": summary.run}  # fmt: skip
 """Commands by module; the rest are the spec-driven ones (runner.cli.studies)."""
 
 

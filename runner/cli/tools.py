@@ -44,6 +44,14 @@ def add_parsers(sub) -> None:
     dash.add_argument("--out", default=None, help="HTML file (default: FOLDER/dashboard.html)")
     dash.add_argument("--serve", action="store_true", help="also serve it on 127.0.0.1")
     dash.add_argument("--port", type=int, default=8050, help="port for --serve")
+    dash.add_argument(
+        "--plotly", choices=("embed", "cdn"), default="embed",
+        help="embed plotly.js (~4.8 MB, works offline; default) or load it from Plotly's CDN",
+    )  # fmt: skip
+    dash.add_argument(
+        "--figures", type=Path, default=None, metavar="DIR",
+        help="also write every figure as an SVG file into DIR (needs kaleido and Chromium)",
+    )  # fmt: skip
 
     bench = sub.add_parser("bench", help="training throughput: the engine vs a plain torch loop")
     add_config_options(bench, BenchConfig)
@@ -89,13 +97,17 @@ def _pack_bench(args: argparse.Namespace) -> None:
 
 
 def _dashboard(args: argparse.Namespace) -> None:
-    from runner.dashboard import serve, write_dashboard
+    from runner.dashboard import serve, write_dashboard, write_figures
     from runner.storage import is_uri
 
     first = args.folders[0]
     out = args.out or ("dashboard.html" if is_uri(first) else str(Path(first) / "dashboard.html"))
-    path = write_dashboard(args.folders, out)
+    path = write_dashboard(args.folders, out, plotly=args.plotly)
     size = path.stat().st_size if path.exists() else 0
-    print(f"dashboard: {path} ({size / 1e6:.1f} MB, works offline)")
+    offline = "works offline" if args.plotly == "embed" else "loads plotly.js from its CDN"
+    print(f"dashboard: {path} ({size / 1e6:.1f} MB, {offline})")
+    if args.figures is not None:
+        figures = write_figures(args.folders, args.figures)
+        print(f"figures: {len(figures)} SVG files in {args.figures}")
     if args.serve:
         serve(path, args.port)

@@ -13,7 +13,8 @@ without data shows why instead of a plot.
     page.py      the page, written to a file or served on 127.0.0.1
 """
 
-from runner.dashboard.page import build_page, make_server, serve, write_dashboard
+from runner.dashboard.page import build_page, make_server, serve, write_dashboard, write_figures
 from runner.dashboard.sources import load_sources
 
-__all__ = ["build_page", "load_sources", "make_server", "serve", "write_dashboard"]
+__all__ = ["build_page", "load_sources", "make_server", "serve", "write_dashboard",
+           "write_figures"]  # fmt: skip

@@ -9,8 +9,9 @@ A *results root* is a folder holding
 
 A location is a root or any folder above roots (e.g. the --out folder of several commands).
 The folders inside an experiment or run folder (Tune's trial checkpoints, state/) are not
-searched. A location that does not exist is bad input; one that holds nothing, or holds a
-file that cannot be read, gives a note on the page and the rest is shown.
+searched. A location that does not exist is bad input, and so is a set of locations that holds no
+results at all; a location that holds nothing beside others that do, or a file that cannot
+be read, gives a note on the page and the rest is shown.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def load_sources(locations: list[str]) -> Sources:
         if not any(seen[root.path] for root in roots):
             sources.notes.append(f"{location}: no results found (no {SWEEP}, {RUN}/ with "
                                  f"Parquet files or {ASSAY}/ summaries)")  # fmt: skip
+    if not any(seen.values()):
+        raise DataError(f"{', '.join(locations)}: no results found (no {SWEEP}, {RUN}/ with "
+                        f"Parquet files or {ASSAY}/ summaries); run `plasticity demo`, `sweep`, "
+                        "`run` or `assay` first")  # fmt: skip
     return sources
 
 

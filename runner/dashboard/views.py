@@ -1,80 +1,111 @@
 """The dashboard's views: Plotly figures and HTML tables modelled on the paper's figures.
 
 A view returns a figure, an HTML fragment ('<...'), or a sentence saying why there is
-nothing to show; the accuracy views return one item per experiment.
+nothing to show; the curve views return one item per experiment and take `order`, the
+curve labels best first, for their legends. This module holds the accuracy, relative,
+sweep and overview views and re-exports the rest, so the page imports views from here:
+
+    curve_figure.py      the faceted per-task figure every curve view shares
+    curves.py            rows -> curves (per panel and label: seeds x tasks)
+    smoothing.py         moving-average windows, thinning and rounding of the arrays
+    controls.py          smoothing / log y / seeds / curve-filter menus (Plotly's own)
+    identity.py          one colour per method or utility, dashes for variants, ranking
+    axis_titles.py       y-axis titles with units
+    diagnostics_view.py  a figure per plasticity diagnostic
+    compare_view.py      the first study minus each other study
+    assay_view.py        Shock@5% (L1, KL) and the Spearman table beside the paper's
+    figure_config.py     FIGURE_CONFIG and MODEBAR_SCRIPT (SVG and PNG downloads)
 """
 
 from __future__ import annotations
 
 import html
-import math
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from runner.aggregate import (
     by_experiment,
     curve_label,
-    curve_stats,
     facets_of,
-    mean_se,
     metric_of,
     relative_to_baseline,
 )
+from runner.dashboard.assay_view import assay_view, spearman_table
+from runner.dashboard.axis_titles import axis_title, delta_title
+from runner.dashboard.compare_view import compare_view
+from runner.dashboard.controls import smoothing_title
+from runner.dashboard.curve_figure import Options, curve_figure
+from runner.dashboard.curves import by_source, curves_of, prefixed, slim
+from runner.dashboard.diagnostics_view import diagnostics_view
+from runner.dashboard.figure_config import FIGURE_CONFIG, MODEBAR_SCRIPT
+from runner.dashboard.identity import ranked, style_of
 from runner.dashboard.sources import ASSAY, RUN_STAGE, Sources
+from runner.summary import preferred_stage
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+__all__ = [
+    "FIGURE_CONFIG", "MODEBAR_SCRIPT", "View", "accuracy_view", "assay_view", "compare_view",
+    "diagnostics_view", "overview_table", "relative_view", "spearman_table", "style_of",
+    "sweep_view",
+]  # fmt: skip
+
 View = go.Figure | str
 
 
-def accuracy_view(rows: pd.DataFrame) -> list[View]:
-    """Test accuracy per task, mean ± SE across seeds: one figure per experiment, faceted
-    by the experiment's two facets (activation × norm for Permuted MNIST)."""
+def accuracy_view(rows: pd.DataFrame, order: Sequence[str] | None = None) -> list[View]:
+    """Test accuracy (an experiment's metric) per task, mean ± SE across seeds: one figure
+    per experiment, faceted by the experiment's two facets (activation × norm for Permuted
+    MNIST), curves in `order` (best first; default alphabetical), per-seed lines on request."""
     if rows.empty:
         return ["No per-task rows yet: run `plasticity demo`, `plasticity sweep` or `run`."]
-    figures = []
-    for name, part in by_experiment(_preferred_stage(rows)):
-        metric = metric_of(name)
-        if metric not in part:
+    figures: list[View] = []
+    for name, part in by_experiment(preferred_stage(rows)):
+        metric, facets = metric_of(name), facets_of(name)
+        frame = slim(part, facets, [metric])
+        curves = curves_of(frame, metric, facets)
+        if not curves:
             continue
-        stats = _per_source(part, lambda r, m=metric: curve_stats(r, m))
-        label = "test accuracy" if metric == "accuracy" else metric
-        figures.append(_faceted(stats, facets_of(name), _titled(name, label), band=True))
+        what = "test accuracy" if metric == "accuracy" else axis_title(metric, name)
+        title = smoothing_title(_titled(name, f"{what} per task"), _seeds(part))
+        figures.append(curve_figure(curves, facets, title, axis_title(metric, name),
+                                    order=order, among=frame["curve"].unique(),
+                                    options=Options(seed_lines=True)))  # fmt: skip
     return figures
 
 
-def relative_view(rows: pd.DataFrame, window: int = 50) -> list[View]:
-    """Accuracy minus the bp baseline's, 50-task moving average (paper Fig. 4 right), one
-    figure per experiment."""
+def relative_view(rows: pd.DataFrame, order: Sequence[str] | None = None) -> list[View]:
+    """An experiment's metric minus the bp baseline's at each task (paper Fig. 4 right),
+    moving-averaged over a tenth of the run (at most 50 tasks, the paper's; the title says
+    which, the buttons switch), one figure per experiment."""
     if rows.empty:
         return ["No per-task rows yet."]
     items: list[View] = []
-    for name, part in by_experiment(_preferred_stage(rows)):
+    for name, part in by_experiment(preferred_stage(rows)):
         facets, metric = facets_of(name), metric_of(name)
-        if metric not in part:
+        parts = by_source(part, facets, [metric])
+        if metric not in parts[0][1]:
             continue
-
-        def delta_of(r: pd.DataFrame, m: str = metric) -> pd.DataFrame:
-            return relative_to_baseline(curve_stats(r, m), window=window)
-
-        delta = _per_source(part, delta_of)
-        if delta.empty:
+        delta = _relative(parts, name, facets, metric)
+        curves = curves_of(delta, "delta", facets)
+        if not curves:
             items.append(_titled(name, f"no bp baseline in the same {facets[0]} and "
                                        f"{facets[1]}: add method bp to the grid to see "
                                        "accuracy relative to backprop."))  # fmt: skip
             continue
-        title = _titled(name, f"{metric} − bp ({window}-task moving average)")
-        fig = _faceted(delta.rename(columns={"delta": "mean"}), facets, title, band=False)
-        fig.add_hline(y=0, line_dash="dot", line_color="#555")
-        items.append(fig)
+        what = f"{metric} − that of the best bp curve of each panel"
+        title = smoothing_title(_titled(name, what), None)
+        items.append(curve_figure(
+            curves, facets, title, delta_title(metric, name, "bp"), order=order,
+            among=prefixed(parts)["curve"].unique(), options=Options(band=False, log_toggle=False,
+                                                           zero_line=True),
+        ))  # fmt: skip
     return items
 
 
-def sweep_view(experiment: dict) -> View:
-    """The selection metric of every swept configuration, per group; winners starred."""
+def sweep_view(experiment: dict, order: Sequence[str] | None = None) -> View:
+    """The selection metric of every swept configuration, per group (the spec's `per`);
+    winners starred; groups in `order` (best first; default alphabetical)."""
     table = experiment.get("selection")
     if table is None or table.empty:
         return f"{experiment['name']}: no selection yet (the select stage has not run)."
@@ -88,12 +119,14 @@ def sweep_view(experiment: dict) -> View:
         ) if tuned else "",
     )  # fmt: skip
     fig = go.Figure()
-    for i, (group, part) in enumerate(table.groupby("group", sort=False)):
-        color = PALETTE[i % len(PALETTE)]
+    groups = ranked(table["group"], order)
+    for rank, group in enumerate(groups):
+        part, style = table[table["group"] == group], style_of(group, groups)
         fig.add_trace(go.Scatter(
             x=part["setting"], y=part["score"], name=group, mode="markers+lines",
             error_y={"type": "data", "array": part["score_se"].fillna(0)},
-            marker={"color": color}, line={"color": color, "width": 1},
+            marker={"color": style["color"]}, line={**style, "width": 1},
+            legendrank=10 * (rank + 1),
         ))  # fmt: skip
     chosen = table[table["selected"]]
     fig.add_trace(go.Scatter(
@@ -101,90 +134,18 @@ def sweep_view(experiment: dict) -> View:
         marker={"symbol": "star", "size": 16, "color": "gold", "line": {"color": "black",
                                                                          "width": 1}},
         text=chosen["group"], hovertemplate="%{text}: %{y:.4f} (selected)<extra></extra>",
+        legendrank=10 * (len(groups) + 1),
     ))  # fmt: skip
     fig.update_layout(
         title=f"{experiment['name']}: {experiment['metric']} per configuration "
         "(mean ± SE over sweep seeds)",
         xaxis_title=", ".join(tuned) or "configuration",
-        yaxis_title=experiment["metric"],
+        yaxis_title=f"{axis_title(experiment['metric'])}, the selection's mean",
         height=420,
+        plot_bgcolor="white",
     )
+    fig.update_yaxes(showgrid=True, gridcolor="#e5e5e5")
     return fig
-
-
-def assay_view(summary: pd.DataFrame) -> View:
-    """Shock@5% per utility with the oracle, mean ± SE over seeds × checkpoints (Fig. 2)."""
-    if summary.empty or "shock5_l1" not in summary:
-        return "No reset-cost assay results: run `plasticity assay`."
-    fig = go.Figure()
-    order = list(dict.fromkeys(summary["utility"]))
-    for i, (activation, part) in enumerate(summary.groupby("activation", sort=False)):
-        stats = [mean_se(part.loc[part["utility"] == u, "shock5_l1"]) for u in order]
-        fig.add_trace(go.Bar(
-            x=order, y=[m for m, _ in stats], name=activation,
-            error_y={"type": "data", "array": [0 if pd.isna(s) else s for _, s in stats]},
-            marker_color=PALETTE[i % len(PALETTE)],
-        ))  # fmt: skip
-    fig.update_layout(
-        barmode="group",
-        title="Shock@5%: mean logit-L1 shock of each layer's lowest-scoring 5% (lower is "
-        "better; oracle = ranking by the shock itself)",
-        yaxis_title="Shock@5% (L1)",
-        height=420,
-    )
-    return fig
-
-
-SPEARMAN_COLUMNS = {
-    "spearman_l1_pooled": "L1 pooled", "spearman_l1_per_layer": "L1 per layer",
-    "spearman_kl_pooled": "KL pooled", "spearman_kl_per_layer": "KL per layer",
-}  # fmt: skip
-"""Summary columns of the assay's Spearman table: pooled over every unit, mean per layer."""
-
-
-def spearman_table(summary: pd.DataFrame) -> str:
-    """Spearman ρ between each utility and the realized shock (paper Tables 1/7), pooled
-    and per layer; the best utility of each column in bold."""
-    # Rows written before the per-layer columns existed hold the pooled value only.
-    summary = summary.rename(columns={"spearman_l1": "spearman_l1_pooled",
-                                      "spearman_kl": "spearman_kl_pooled"})  # fmt: skip
-    columns = [c for c in SPEARMAN_COLUMNS if c in summary]
-    if summary.empty or not columns:
-        return ""
-    order = [u for u in dict.fromkeys(summary["utility"]) if u != "oracle"]
-    activations = list(dict.fromkeys(summary["activation"]))
-    head = "".join(f"<th>{html.escape(a)} {SPEARMAN_COLUMNS[c]}</th>"
-                   for a in activations for c in columns)  # fmt: skip
-    stats = {
-        (utility, activation, column): mean_se(
-            summary.loc[(summary["utility"] == utility) & (summary["activation"] == activation),
-                        column]
-        )
-        for utility in order for activation in activations for column in columns
-    }  # fmt: skip
-    best = {
-        (activation, column): max(order, key=lambda u: _or_low(stats[u, activation, column][0]))
-        for activation in activations for column in columns
-    }  # fmt: skip
-    body = []
-    for utility in order:
-        cells = []
-        for activation in activations:
-            for column in columns:
-                text = _pm(*stats[utility, activation, column])
-                if best[activation, column] == utility:
-                    text = f"<b>{text}</b>"
-                cells.append(f"<td>{text}</td>")
-        body.append(f"<tr><th>{html.escape(utility)}</th>{''.join(cells)}</tr>")
-    rows = "".join(body)
-    return ('<h3>Spearman ρ between utility and realized shock, mean ± SE over seeds × '
-            'checkpoints (higher is better, best in bold; pooled: every unit in one ranking, '
-            'per layer: the mean of each layer\'s; paper Tables 1/7)</h3><table class="data" '
-            f'data-table="spearman"><tr><th>utility</th>{head}</tr>{rows}</table>')  # fmt: skip
-
-
-def _or_low(value: float) -> float:
-    return -math.inf if math.isnan(value) else value
 
 
 def overview_table(sources: Sources, rows: pd.DataFrame) -> str:
@@ -231,10 +192,12 @@ def _run_line(run: dict, rows: pd.DataFrame) -> tuple:
 
 def _group_label(values: pd.Series) -> str:
     """'cbp+gxd relu' from method, utility and the other per-group values (norm shown
-    only when there is one)."""
+    only when there is one); 'gxd' where the groups are per utility alone."""
     parts = []
     if "method" in values:
         parts.append(curve_label(values["method"], values.get("utility", "none")))
+    elif "utility" in values:
+        parts.append(str(values["utility"]))
     for key, value in values.items():
         if key in ("method", "utility") or (key == "norm" and value == "none"):
             continue
@@ -242,73 +205,25 @@ def _group_label(values: pd.Series) -> str:
     return " ".join(parts)
 
 
-def _pm(mean: float, se: float) -> str:
-    if pd.isna(mean):
-        return "n/a"
-    return f"{mean:.3f}" if pd.isna(se) else f"{mean:.3f} ± {se:.3f}"
-
-
 def _titled(experiment: str, text: str) -> str:
     return f"{experiment}: {text}" if experiment else text
 
 
-def _per_source(rows: pd.DataFrame, compute: Callable[[pd.DataFrame], pd.DataFrame]):
-    """`compute` on each source's rows (an experiment folder or a run folder); curves are
-    prefixed with their source when there are several, so studies are never pooled."""
-    if "source" not in rows or rows["source"].nunique() == 1:
-        return compute(rows)
-    parts = []
-    for source, part in rows.groupby("source", sort=True):
-        result = compute(part)
-        parts.append(result.assign(curve=f"{source}: " + result["curve"].astype(str)))
-    return pd.concat(parts, ignore_index=True)
+def _seeds(rows: pd.DataFrame) -> int | None:
+    return int(rows["seed"].nunique()) if "seed" in rows else None
 
 
-def _preferred_stage(rows: pd.DataFrame) -> pd.DataFrame:
-    """Final runs where a study has them (the reported seeds), else everything."""
-    if "stage" not in rows:
-        return rows
-    parts = []
-    for _, part in rows.groupby("source", sort=False) if "source" in rows else [(None, rows)]:
-        final = part[part["stage"] == "final"]
-        parts.append(final if len(final) else part)
-    return pd.concat(parts, ignore_index=True)
-
-
-def _faceted(stats: pd.DataFrame, facets: tuple[str, str], title: str, band: bool) -> go.Figure:
-    """A grid of subplots, facets[0] across its columns and facets[1] down its rows; a
-    line per curve (and its ± SE band with `band`), one colour and legend entry each."""
-    across, down = facets
-    columns, rows = _levels(stats[across]), _levels(stats[down])
-    fig = make_subplots(
-        rows=len(rows), cols=len(columns), shared_yaxes=True,
-        subplot_titles=[f"{across}={c}, {down}={r}" for r in rows for c in columns],
-    )  # fmt: skip
-    colors = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(sorted(stats["curve"].unique()))}
-    shown = set()
-    for (column, row, curve), part in stats.groupby([across, down, "curve"], sort=True,
-                                                    dropna=False):  # fmt: skip
-        cell = {"row": rows.index(str(row)) + 1, "col": columns.index(str(column)) + 1}
-        part = part.sort_values("task")
-        color = colors[curve]
-        if band and part["se"].notna().any():
-            se = part["se"].fillna(0)
-            fig.add_trace(go.Scatter(
-                x=list(part["task"]) + list(part["task"])[::-1],
-                y=list(part["mean"] + se) + list(part["mean"] - se)[::-1],
-                fill="toself", fillcolor=color, opacity=0.2, line={"width": 0},
-                hoverinfo="skip", showlegend=False, legendgroup=curve, name=f"{curve} ± SE",
-            ), **cell)  # fmt: skip
-        fig.add_trace(go.Scatter(
-            x=part["task"], y=part["mean"], mode="lines", name=curve, legendgroup=curve,
-            line={"color": color}, showlegend=curve not in shown,
-        ), **cell)  # fmt: skip
-        shown.add(curve)
-    fig.update_layout(title=title, height=320 * len(rows) + 120, hovermode="x unified")
-    fig.update_xaxes(title_text="task")
-    return fig
-
-
-def _levels(values: pd.Series) -> list[str]:
-    """A facet's values in their own order (8 before 16), as the text that labels them."""
-    return [str(v) for v in pd.Series(values.unique()).sort_values(na_position="last")]
+def _relative(parts: list[tuple[str, pd.DataFrame]], name: str, facets: tuple[str, str],
+              metric: str) -> pd.DataFrame:  # fmt: skip
+    """Per source (the parts of `by_source`), each curve's mean minus the best bp curve's
+    of its panel, unsmoothed (the figure smooths); curves prefixed with their source when
+    there are several."""
+    deltas = []
+    for source, frame in parts:
+        stats = (frame.groupby([*facets, "curve", "task"], sort=True)[metric].mean()
+                 .rename("mean").reset_index().assign(experiment=name))  # fmt: skip
+        delta = relative_to_baseline(stats, window=1)
+        if len(parts) > 1:
+            delta = delta.assign(curve=f"{source}: " + delta["curve"].astype(str))
+        deltas.append(delta)
+    return pd.concat(deltas, ignore_index=True)

@@ -4,13 +4,10 @@ Chromium: no JavaScript errors, the expected panels and traces, a screenshot kep
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import threading
 import urllib.request
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -19,73 +16,15 @@ import yaml
 
 from plasticity_core.errors import DataError
 from plasticity_core.experiments import EXPERIMENTS, Experiment
+from plasticity_core.utility import UTILITIES
 from runner.cli import main
 from runner.dashboard import load_sources, make_server, write_dashboard
 from runner.dashboard.views import accuracy_view, overview_table, relative_view
 from runner.results import write_rows
+from tests.runner.browser import ARTIFACTS, chromium, open_in_chromium  # noqa: F401 (moved)
+from tests.runner.browser import body as _body
+from tests.runner.browser import plots as _plots
 from tests.runner.ray_helpers import write_spec
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("PLASTICITY_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--virtual-time-budget=15000",
-]  # fmt: skip
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("PLASTICITY_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-class _Elements(HTMLParser):
-    """Attributes of every element of a DOM dump, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.elements: list[tuple[str, dict]] = []
-
-    def handle_starttag(self, tag, attrs) -> None:
-        self.elements.append((tag, dict(attrs)))
-
-
-def open_in_chromium(page: Path, tmp_path: Path, screenshot: str) -> list[tuple[str, dict]]:
-    """The page's DOM after its scripts ran, and a full-page screenshot in ARTIFACTS."""
-    browser = chromium()
-    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run(
-        [browser, *FLAGS, *profile, "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / screenshot
-    subprocess.run(
-        [browser, *FLAGS, *profile, "--window-size=1400,3600", f"--screenshot={shot}",
-         page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
-    assert shot.stat().st_size > 10_000
-    parser = _Elements()
-    parser.feed(dom)
-    return parser.elements
-
-
-def _plots(elements) -> dict[str, dict]:
-    return {
-        attrs["id"]: attrs
-        for tag, attrs in elements
-        if tag == "div" and "js-plotly-plot" in attrs.get("class", "")
-    }
-
-
-def _body(elements) -> dict:
-    return next(attrs for tag, attrs in elements if tag == "body")
 
 
 @pytest.fixture(scope="module")
@@ -126,17 +65,21 @@ def test_dashboard_of_real_results_renders_every_panel_without_errors(results, t
     assert body.get("data-ready") == "1", "the page's scripts ran to the end"
     assert body.get("data-errors") == "[]"
     panels = {attrs["data-panel"] for _, attrs in elements if "data-panel" in attrs}
-    assert panels == {"overview", "accuracy", "relative", "sweep", "assay"}
+    assert panels == {"summary", "overview", "accuracy", "relative", "diagnostics", "compare",
+                      "sweep", "assay"}  # fmt: skip
     plots = _plots(elements)
-    # facets relu/tanh; the final curves bp and cbp+gxd, each a line and an SE band; plus
-    # the single run's curve (its own source, relu) with one seed: a line, no band
-    assert plots["accuracy-0"]["data-traces"] == "9"
+    # facets relu/tanh; the final curves bp and cbp+gxd, each a line, an SE band (its lower
+    # and upper edge) and its hidden per-seed lines; plus the single run's curve (its own
+    # source, relu) with one seed: a line, no band, no per-seed lines
+    assert plots["accuracy-0"]["data-traces"] == str(2 * 2 * (1 + 2 + 1) + 1)
     assert plots["relative-0"]["data-traces"] == "2"  # cbp+gxd - bp under relu and tanh
     assert plots["sweep-0"]["data-traces"] == "5"  # 4 groups + the selected stars
-    assert plots["assay-0"]["data-traces"] == "1"  # one activation's bars
+    # one activation: a bar per utility and the oracle, for L1 and for KL
+    assert plots["assay-0"]["data-traces"] == str(2 * (len(UTILITIES.names()) + 1))
     assert all(int(p["data-rendered"]) >= 1 for p in plots.values()), "plotly drew SVG"
     tables = {attrs.get("data-table") for tag, attrs in elements if tag == "table"}
-    assert {"overview", "spearman"} <= tables
+    assert {"summary", "overview", "spearman"} <= tables
+    assert "diagnostics-0" in plots and "compare-0" in plots  # a study and a run folder
     assert page.stat().st_size < 10_000_000
     text = page.read_text()
     assert "cdn.plot.ly" not in text[:1000] and "Plotly.newPlot" in text
@@ -252,8 +195,11 @@ def test_an_experiments_accuracy_views_are_faceted_by_its_registered_fields(
     titles = [a.text for a in accuracy.layout.annotations]
     assert titles == ["width=8, depth=1", "width=16, depth=1", "width=8, depth=2",
                       "width=16, depth=2"]  # fmt: skip
-    assert accuracy.layout.title.text == f"{TOY}: test accuracy"
-    assert len(accuracy.data) == 4 * 2 * 2  # per facet: bp and cbp, a line and a band each
+    assert accuracy.layout.title.text == (
+        f"{TOY}: test accuracy per task, mean ± SE over 2 seeds (raw, no smoothing)"
+    )  # 3 tasks: no window
+    # per facet: bp and cbp, each a line, a band (two edges) and its hidden per-seed lines
+    assert len(accuracy.data) == 4 * 2 * (1 + 2 + 1)
     [relative] = relative_view(frame)
     assert [a.text for a in relative.layout.annotations if a.text] == titles
     assert {t.name for t in relative.data} == {"cbp"}
