@@ -60,6 +60,7 @@ def demo(args: argparse.Namespace) -> int:
     if code == 0:
         print("\n".join(plasticity_lines(read_results(folder, stage="final"))))
         print(f"\nper-task rows: {folder / 'rows'} (one Parquet file per run)")
+        print(f"ranked table: plasticity summary {folder}")
         print(f"see the curves: plasticity dashboard {folder}")
     return code
 

@@ -172,4 +172,5 @@ def _load_sweep(folder: Folder, sources: Sources) -> dict:
         entry["selection"] = pd.read_csv(io.StringIO((folder / "selection.csv").read_text()))
         entry["per"] = list(spec.select.per)
         entry["metric"] = spec.select.metric
+        entry["experiment"] = spec.experiment
     return entry

@@ -136,11 +136,12 @@ def sweep_view(experiment: dict, order: Sequence[str] | None = None) -> View:
         text=chosen["group"], hovertemplate="%{text}: %{y:.4f} (selected)<extra></extra>",
         legendrank=10 * (len(groups) + 1),
     ))  # fmt: skip
+    metric, kind = experiment["metric"], experiment.get("experiment", "")
     fig.update_layout(
         title=f"{experiment['name']}: {experiment['metric']} per configuration "
         "(mean ± SE over sweep seeds)",
         xaxis_title=", ".join(tuned) or "configuration",
-        yaxis_title=f"{axis_title(experiment['metric'])}, the selection's mean",
+        yaxis_title=f"{axis_title(metric, kind)}, the selection's mean",
         height=420,
         plot_bgcolor="white",
     )
