@@ -296,3 +296,17 @@ def test_an_out_that_names_a_file_is_one_line(tmp_path, capsys):
                          tmp_path / "a-file")  # fmt: skip
     assert "is a file; give a folder" in err
     assert (tmp_path / "a-file").read_text() == "kept"
+
+
+@pytest.mark.parametrize("field", ["lr", "dormant_threshold", "weight_decay", "noise_std"])
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_in_a_spec_are_problems(tmp_path, capsys, field, value):
+    text = yaml.safe_dump(tiny_spec_document()).replace("fixed:\n", f"fixed:\n  {field}: {value}\n")
+    err = _plan(capsys, _write(tmp_path, text))
+    assert f"fixed.{field}:" in err and "finite" in err
+
+
+def test_a_non_finite_option_of_run_is_one_line(capsys):
+    assert main(["run", "permuted-mnist", "--dormant-threshold", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--dormant-threshold: expected a finite number" in err
