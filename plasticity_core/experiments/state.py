@@ -3,7 +3,8 @@
 An experiment object holds `config` (a frozen dataclass), `task`, `examples_seen`, `model`,
 `optimizer`, `method` and some torch generators; `state_dict` copies all of it, and
 `load_state_dict` refuses a state written by a different configuration (the task count and
-device may differ: a run can be extended, or moved between CPU and GPU).
+device may differ: a run can be extended, or moved between CPU and GPU; a state written
+before a field was added is that field's default, as the config hash has it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from plasticity_core.errors import ConfigError
+from plasticity_core.fields import later_defaults
 
 
 def state_dict(experiment, generators: tuple[str, ...]) -> dict:
@@ -30,6 +32,8 @@ def state_dict(experiment, generators: tuple[str, ...]) -> dict:
 def load_state_dict(experiment, state: dict, generators: tuple[str, ...]) -> None:
     config = experiment.config
     saved = dict(state["config"], tasks=config.tasks, device=config.device)
+    for name in later_defaults(config):  # a state written before the field existed
+        saved.setdefault(name, getattr(config, name))
     current = dataclasses.asdict(config)
     if {k: saved.get(k) for k in current} != current:
         raise ConfigError("checkpoint was written by a different configuration")

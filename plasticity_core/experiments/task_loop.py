@@ -2,12 +2,14 @@
 differences (its data, model, step and what one task trains on).
 
     seed streams -> model / optimizer / method / step
-    per task: the recipe's batches, each one step with the method's hooks around the
-    optimizer update -> divergence check -> test accuracy -> diagnostics -> one row
+    per task: the optimizer reset if asked (from the second task on), the recipe's batches,
+    each one step with the method's hooks around the optimizer update -> divergence check
+    -> test accuracy -> diagnostics -> one row
     state_dict() at any task boundary, for a bit-identical continuation
 
 A recipe subclasses `TaskLoop` and names its config class (a `TaskConfig`), its seed
-streams, `load_data`, `build_model`, `build_step` and `start_task`.
+streams, `load_data`, `build_model`, `build_step` and `start_task` (what a task boundary
+changes besides the optimizer reset every recipe shares).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from plasticity_core.diagnostics import DEFINITIONS_VERSION, network_diagnostics
 from plasticity_core.divergence import divergence
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.experiments import state as experiment_state
-from plasticity_core.fields import check_choices, option
+from plasticity_core.fields import check_choices, later_defaults, option
 from plasticity_core.losses import LOSSES
 from plasticity_core.methods import MethodConfig, build_method
 from plasticity_core.optim import OPTIMIZERS, check_optimizer, make_optimizer
@@ -50,6 +52,11 @@ class TaskConfig(MethodConfig):
     """SGD momentum (sgd only)."""
     batch_size: int = option(64, group="optimizer")
     """Examples per optimizer step."""
+    reset_optimizer: bool = option(False, group="optimizer", added_later=True)
+    """Clear the optimizer state (SGD momentum; Adam's moments and bias corrections) at
+    every task boundary, so each task starts with a fresh optimizer (Asadi et al. 2023,
+    "Resetting the optimizer in deep RL"); combines with any method. The network carries
+    over."""
     device: str = option("cpu")
     """cpu, cuda or cuda:N."""
 
@@ -73,9 +80,11 @@ class TaskConfig(MethodConfig):
 
     def config_hash(self) -> str:
         """Names the configuration apart from its seed and length: seeds of one
-        configuration share it, and a longer run of it continues the same curve."""
+        configuration share it, and a longer run of it continues the same curve. Fields
+        added later leave it unchanged at their default (`fields.later_defaults`)."""
         params = self.hyperparameters()
-        del params["seed"], params["tasks"]
+        for name in ("seed", "tasks", *later_defaults(self)):
+            del params[name]
         return config_hash(params)
 
 
@@ -182,7 +191,8 @@ class TaskLoop:
         raise NotImplementedError
 
     def start_task(self) -> Task:
-        """Task `self.task`'s data, after any task-boundary change (head reset)."""
+        """Task `self.task`'s data, after any task-boundary change of the recipe's own
+        (head reset)."""
         raise NotImplementedError
 
     def recipe_state(self) -> dict:
@@ -201,9 +211,17 @@ class TaskLoop:
             self.task += 1
             yield row
 
+    def begin_task(self) -> Task:
+        """The task boundary every recipe shares, then the recipe's `start_task`. In a pack
+        each run's optimizer state is a view of the pack's, so clearing it here clears the
+        run's part of the pack's state."""
+        if self.config.reset_optimizer and self.task > 0:
+            self.optimizer.clear()
+        return self.start_task()
+
     def _run_task(self) -> dict:
         start = time.perf_counter()
-        task = self.start_task()
+        task = self.begin_task()
         step, method, params = self.step, self.method, self.step.params
         step.reset_accumulators()
         self.model.train()

@@ -4,10 +4,12 @@
         ...  # one entry per run: its row, a TrainingDiverged, or None once it has diverged
 
 Each run is built by the recipe exactly as it runs alone (its seeds, model init, method);
-then the pack takes over the per-step work. Per task, every run's `start_task` gives its
-examples (a shared pool, e.g. Permuted MNIST's permuted digits, is gathered once for all
-runs) and `finish_task` its row. A run that diverges gets its TrainingDiverged and leaves
-the pack at the task's end; the others go on, untouched (no op mixes runs).
+then the pack takes over the per-step work. Per task, every run's `begin_task` crosses its
+task boundary (an optimizer reset clears the run's view of the pack's optimizer state) and
+gives its examples (a shared pool, e.g. Permuted MNIST's permuted digits, is gathered once
+for all runs), and `finish_task` gives its row. A run that diverges gets its
+TrainingDiverged and leaves the pack at the task's end; the others go on, untouched (no op
+mixes runs).
 
 `state_dict()` is every run's own single-run state (None for a diverged run), so a pack
 resumes from any task boundary, and a run can continue alone or in another pack.
@@ -105,7 +107,7 @@ class PackedLoop:
     def _run_task(self) -> list:
         start = time.perf_counter()
         loops = [self.loops[i] for i in self.active]
-        tasks = [loop.start_task() for loop in loops]
+        tasks = [loop.begin_task() for loop in loops]
         step, method, optimizer = self.step, self.method, self.optimizer
         step.reset_accumulators()
         method.resets = [0] * len(loops)

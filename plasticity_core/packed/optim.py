@@ -1,5 +1,6 @@
 """One optimizer over a pack's [R, ...] parameters whose state each run's own optimizer
-then views, so a run's per-unit state resets (`Optimizer.reset`) act on the pack."""
+then views, so a run's per-unit state resets (`Optimizer.reset`) and its task-boundary
+clear (`Optimizer.clear`) act on the pack."""
 
 from __future__ import annotations
 

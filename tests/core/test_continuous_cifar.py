@@ -42,7 +42,7 @@ def test_task_boundary_zeroes_the_head_clears_the_optimizer_and_keeps_features()
     assert any(t.abs().sum() > 0 for t in experiment.optimizer.state["momentum_buffer"])
     features = {k: v.clone() for k, v in experiment.model.state_dict().items()
                 if not k.startswith("head.")}  # fmt: skip
-    experiment.start_task()  # the next task's boundary
+    experiment.begin_task()  # the next task's boundary
     assert experiment.model.head.weight.eq(0).all() and experiment.model.head.bias.eq(0).all()
     assert all(t.eq(0).all() for t in experiment.optimizer.state["momentum_buffer"])
     for key, value in experiment.model.state_dict().items():

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from plasticity_core.data.mnist import MNISTSplit, load_mnist, read_idx
-from plasticity_core.data.permuted import task_permutation
+from plasticity_core.data.permuted import task_label_permutation, task_permutation
 from plasticity_core.errors import ConfigError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -321,3 +321,22 @@ def test_permutation_same_in_fresh_process() -> None:
 def test_permutation_rejects_bad_arguments(task, seed, n_pixels) -> None:
     with pytest.raises(ConfigError):
         task_permutation(task, seed, n_pixels)
+
+
+def test_label_permutation_is_a_reproducible_permutation_of_its_task_and_seed() -> None:
+    perms = [task_label_permutation(t, permutation_seed=7) for t in range(20)]
+    for perm in perms:
+        assert perm.dtype == torch.int64 and sorted(perm.tolist()) == list(range(10))
+    assert len({tuple(p.tolist()) for p in perms}) == 20  # every task its own relabelling
+    assert not torch.equal(perms[0], torch.arange(10)), "task 0 is permuted too"
+    np.random.seed(123)
+    torch.manual_seed(123)
+    assert torch.equal(task_label_permutation(19, 7), perms[19])
+    assert not torch.equal(task_label_permutation(19, 8), perms[19])
+    assert sorted(task_label_permutation(1, 0, classes=3).tolist()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("task", "seed", "classes"), [(-1, 0, 10), (0, -1, 10), (0, 0, 0)])
+def test_label_permutation_rejects_bad_arguments(task, seed, classes) -> None:
+    with pytest.raises(ConfigError):
+        task_label_permutation(task, seed, classes)

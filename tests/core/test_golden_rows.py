@@ -1,7 +1,9 @@
 """Rows of fixed seeds equal those the code wrote before the experiments shared one task
 loop (tests/core/golden_rows.json, written by the code of commit 8b5e77a on an Intel CPU; the
 `compensation` column and the config hashes it changes were added with that field, and the
-CIFAR case names momentum 0 since that experiment's default became 0.9).
+CIFAR case names momentum 0 since that experiment's default became 0.9). The
+`reset_optimizer` and `permute` columns were added with those fields, at their defaults,
+which leave the config hashes as they were (`fields.later_defaults`).
 
 Integers and text (tasks, reset counts, configuration) are compared exactly, floats to a
 relative 1e-4: the same code gives other low bits on another CPU (an AMD EPYC differs from
@@ -9,6 +11,7 @@ the writer in the 7th digit of a loss: BLAS and conv kernels pick their blocking
 CPU), so bit-identity is checked where it can hold, inside one process (a pack against its
 runs alone: tests/core/test_packed.py)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -51,6 +54,20 @@ def test_rows_of_a_fixed_seed_equal_the_golden_rows(case):
                 assert row[key] == pytest.approx(value, rel=1e-4, abs=1e-9), key
             else:
                 assert row[key] == value, key
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fields_added_later_keep_the_recorded_hash_at_their_defaults_only(case):
+    """Results recorded before `reset_optimizer` and `permute` keep their trial ids; a
+    configuration that sets either is a new one."""
+    config = CASES[case]().config
+    recorded = GOLDEN[case][0]["config_hash"]
+    assert config.config_hash() == recorded
+    changes = [{"reset_optimizer": not config.reset_optimizer}]
+    if hasattr(config, "permute"):
+        changes += [{"permute": "labels"}, {"permute": "both"}]
+    for change in changes:
+        assert dataclasses.replace(config, **change).config_hash() != recorded, change
 
 
 def _stable(row: dict) -> dict:

@@ -169,3 +169,15 @@ def test_runs_that_cannot_share_a_step_are_refused_with_the_fields_that_differ()
                                    PermutedMNISTConfig(**BASE, activation="tanh")])  # fmt: skip
     with pytest.raises(ConfigError, match="cannot run packed"):
         PackedLoop(PermutedMNIST, _configs([0, 1], method="redo"))
+    with pytest.raises(ConfigError, match="differ in permute, reset_optimizer"):
+        PackedLoop(PermutedMNIST, [PermutedMNISTConfig(**BASE), PermutedMNISTConfig(
+            **BASE, permute="labels", reset_optimizer=True)])  # fmt: skip
+
+
+def test_label_permuted_runs_in_one_pack_give_their_rows_alone_bit_for_bit():
+    """The task's relabelled examples are made once and shared by the pack's runs."""
+    configs = _configs([0, 1], method="bp", permute="labels", tasks=2, probe_size=0)
+    packed_rows, pack = _packed(configs)
+    for i, config in enumerate(configs):
+        assert packed_rows[i] == _alone(config)[0]
+    assert pack.loops[0].start_task().examples[1] is pack.loops[1].start_task().examples[1]

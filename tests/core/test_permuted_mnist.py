@@ -1,10 +1,13 @@
-"""Online Permuted MNIST: determinism, bit-exact resume, divergence."""
+"""Online Permuted MNIST: determinism, bit-exact resume, divergence, and what a task
+permutes (pixels, labels or both), checked on the task's data against the split itself."""
 
 import io
 
 import pytest
 import torch
 
+from plasticity_core.data.mnist import load_mnist
+from plasticity_core.data.permuted import task_label_permutation, task_permutation
 from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST, PermutedMNISTConfig
 
@@ -94,3 +97,81 @@ def test_the_permutation_stream_does_not_depend_on_the_method():
 def test_divergence_raises_a_clear_error():
     with pytest.raises(TrainingDiverged, match="task 0.*lower the learning rate"):
         list(run(PermutedMNISTConfig(method="bp", lr=1e6, **SMALL)))
+
+
+def test_a_state_written_before_reset_optimizer_and_permute_existed_resumes_at_their_defaults():
+    config = PermutedMNISTConfig(method="bp", **SMALL)
+    uninterrupted = _strip(run(config))
+    experiment = run(config)
+    next(iter(experiment))
+    state = experiment.state_dict()
+    for name in ("reset_optimizer", "permute"):
+        del state["config"][name]
+    assert _strip(run(config, state)) == uninterrupted[1:]
+    for changed in (dict(reset_optimizer=True), dict(permute="labels")):
+        with pytest.raises(ConfigError, match="different configuration"):
+            run(PermutedMNISTConfig(method="bp", **SMALL, **changed), state)
+
+
+def _task_data(permute: str, task: int, seed: int = 0, permutation_seed: int = 0):
+    """Task `task`'s (x_train, y_train, x_test, y_test) as the experiment trains on them."""
+    experiment = run(PermutedMNISTConfig(method="bp", permute=permute, seed=seed,
+                                         permutation_seed=permutation_seed, **SMALL))  # fmt: skip
+    experiment.task = task
+    data = experiment.start_task()
+    return (*data.examples, data.x_test, data.y_test)
+
+
+def _relabelling(y: torch.Tensor, relabelled: torch.Tensor) -> list[int]:
+    """The map class -> new label read off the data; asserts it is one label per class."""
+    mapping = []
+    for c in range(10):
+        (new,) = relabelled[y == c].unique().tolist()
+        mapping.append(new)
+    return mapping
+
+
+def test_label_permuted_tasks_keep_the_pixels_and_relabel_every_class_by_a_permutation():
+    split = load_mnist("embedded")
+    maps = {}
+    for task in (0, 1, 2):
+        x_train, y_train, x_test, y_test = _task_data("labels", task)
+        assert torch.equal(x_train, split.x_train) and torch.equal(x_test, split.x_test)
+        maps[task] = _relabelling(split.y_train, y_train)
+        assert sorted(maps[task]) == list(range(10))  # a permutation of the classes
+        assert _relabelling(split.y_test, y_test) == maps[task]  # the test split's too
+        assert maps[task] == task_label_permutation(task, 0).tolist()
+    assert len({tuple(m) for m in maps.values()}) == 3  # each task its own
+    assert maps[0] != list(range(10))  # task 0 is relabelled, as its pixels are permuted
+    same_seed = _task_data("labels", 1, seed=5)[1]  # another training seed, same tasks
+    assert _relabelling(split.y_train, same_seed) == maps[1]
+    other = _task_data("labels", 1, permutation_seed=1)[1]
+    assert _relabelling(split.y_train, other) != maps[1]
+
+
+def test_input_permuted_tasks_are_todays_and_both_composes_pixels_and_labels():
+    split = load_mnist("embedded")
+    pixels = task_permutation(1, 0)
+    labels = task_label_permutation(1, 0)
+    x_train, y_train, x_test, y_test = _task_data("inputs", 1)
+    assert torch.equal(x_train, split.x_train[:, pixels]) and torch.equal(y_train, split.y_train)
+    assert torch.equal(x_test, split.x_test[:, pixels]) and torch.equal(y_test, split.y_test)
+    x_train, y_train, x_test, y_test = _task_data("both", 1)
+    assert torch.equal(x_train, split.x_train[:, pixels])
+    assert torch.equal(x_test, split.x_test[:, pixels])
+    assert _relabelling(split.y_train, y_train) == labels.tolist()
+    assert _relabelling(split.y_test, y_test) == labels.tolist()
+
+
+def test_a_label_permuted_run_learns_and_its_accuracy_drops_at_a_boundary():
+    """Trained on task 0, the network knows its labels (chance is 0.1) and not task 1's:
+    the same digits under task 1's labels are a new task."""
+    split = load_mnist("embedded")
+    experiment = run(PermutedMNISTConfig(method="bp", permute="labels", tasks=2,
+                                         hidden=(64,), lr=0.1, probe_size=0))  # fmt: skip
+    rows = iter(experiment)
+    task0 = next(rows)["accuracy"]
+    on_task1 = experiment.evaluate(split.x_test, task_label_permutation(1, 0)[split.y_test])
+    assert task0 > 0.5
+    assert on_task1 < task0 - 0.4
+    assert next(rows)["accuracy"] > 0.5  # and it learns task 1 in turn

@@ -8,7 +8,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from plasticity_core.experiments.continuous_cifar import ContinuousCIFARConfig
 from runner.cli import main
+from runner.cli.options import Parser, add_config_options, given_options
 
 SCHEMA = {
     "experiment",
@@ -183,3 +185,19 @@ def test_any_utility_drives_the_redo_rule_from_the_command_line(tmp_path, capsys
     assert main(["list", "diagnostics"]) == 0
     listed = capsys.readouterr().out
     assert "effective_rank" in listed and "Roy & Vetterli" in listed
+
+
+def test_a_bool_field_is_a_flag_and_its_negation_set_only_when_given():
+    """Unset, the dataclass's default applies (continuous-cifar100 clears the optimizer)."""
+    parser = Parser(prog="plasticity run continuous-cifar100")
+    add_config_options(parser, ContinuousCIFARConfig)
+
+    def given(*args: str) -> dict:
+        return given_options(ContinuousCIFARConfig, parser.parse_args(list(args)))
+
+    assert given() == {}
+    assert given("--reset-optimizer") == {"reset_optimizer": True}
+    assert given("--no-reset-optimizer", "--augment") == {"reset_optimizer": False,
+                                                          "augment": True}  # fmt: skip
+    assert "--reset-optimizer, --no-reset-optimizer" in parser.format_help()
+    assert not ContinuousCIFARConfig(**given("--no-reset-optimizer")).reset_optimizer

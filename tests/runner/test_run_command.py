@@ -88,3 +88,15 @@ def test_a_utility_for_bp_and_bad_threads_are_errors(tmp_path):
         proc = plasticity("run", "permuted-mnist", *TINY, *args, "--out", str(tmp_path))
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert not tmp_path.exists() or not list(tmp_path.rglob("*.parquet"))
+
+
+def test_reset_optimizer_is_a_flag_and_permute_a_choice_and_both_reach_the_rows(tmp_path):
+    proc = plasticity("run", "permuted-mnist", "--reset-optimizer", "--permute", "labels",
+                      "--tasks", "2", "--hidden", "8", "--probe-size", "0",
+                      "--out", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_results(tmp_path)
+    assert rows["reset_optimizer"].tolist() == [True, True]
+    assert rows["permute"].tolist() == ["labels", "labels"]
+    bad = plasticity("run", "permuted-mnist", *TINY, "--permute", "pixels", "--out", str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "labels" in bad.stderr
