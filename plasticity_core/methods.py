@@ -20,8 +20,10 @@ from plasticity_core.cbp import COMPENSATIONS, CBPConfig, ContinualBackprop
 from plasticity_core.errors import ConfigError
 from plasticity_core.fields import option
 from plasticity_core.models.units import UnitLayer
+from plasticity_core.nap import NormalizeAndProject, check_normalised, scale_invariant_weights
 from plasticity_core.optim import Optimizer
 from plasticity_core.registry import Registry
+from plasticity_core.spectral import SpectralRegularization
 from plasticity_core.taps import LayerTaps
 from plasticity_core.threshold_reset import ThresholdReset
 from plasticity_core.utility import UTILITIES
@@ -60,6 +62,11 @@ class MethodConfig:
     tau of the dormant_fraction diagnostic."""
     reset_every: int = option(1000, group="method")
     """redo, regrama: optimizer steps between threshold checks."""
+    spectral_strength: float = option(1e-4, group="method", added_later=True)
+    """spectral: lambda of lambda * sum_l (sigma_max(W_l)^2 - 1)^2 (Lewandowski et al.
+    2024)."""
+    power_iterations: int = option(1, group="method", added_later=True)
+    """spectral: power-iteration rounds per step estimating each layer's sigma_max."""
 
     def __post_init__(self) -> None:
         spec = METHODS.get(self.method)
@@ -71,7 +78,8 @@ class MethodConfig:
         if spec.default_utility is not None:
             UTILITIES.get(self.resolved_utility)
         self.cbp()
-        for name in ("weight_decay", "l2_init", "noise_std", "dormant_threshold"):
+        for name in ("weight_decay", "l2_init", "noise_std", "dormant_threshold",
+                     "spectral_strength"):  # fmt: skip
             value = getattr(self, name)
             if not 0 <= value < math.inf:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
@@ -79,6 +87,10 @@ class MethodConfig:
             raise ConfigError(f"shrink must be in [0, 1), got {self.shrink}")
         if self.reset_every < 1:
             raise ConfigError(f"reset_every must be >= 1 step, got {self.reset_every}")
+        if self.power_iterations < 1:
+            raise ConfigError(f"power_iterations must be >= 1, got {self.power_iterations}")
+        if self.method == "nap" and getattr(self, "norm", "layer") == "none":
+            raise ConfigError("method nap needs normalised hidden layers: add --norm layer")
 
     @property
     def resolved_utility(self) -> str:
@@ -205,6 +217,11 @@ def _threshold(cfg: MethodConfig, layers, opt, gen) -> ThresholdReset:
     return ThresholdReset(layers, utility, opt, cfg.dormant_threshold, cfg.reset_every, gen)
 
 
+def _nap(cfg: MethodConfig, layers, opt, gen) -> NormalizeAndProject:
+    check_normalised(layers)  # models without a `norm` field reach here unchecked
+    return NormalizeAndProject(scale_invariant_weights(layers))
+
+
 METHODS: Registry[MethodSpec] = Registry("method")
 METHODS.add("bp", MethodSpec(lambda cfg, layers, opt, gen: Backprop(), None, "plain backprop"))
 METHODS.add(
@@ -244,6 +261,26 @@ METHODS.add(
 METHODS.add(
     "regrama",
     MethodSpec(_threshold, "loss_gradient", "ReDo's rule on gradient magnitude (ReGraMa)"),
+)
+
+METHODS.add(
+    "nap",
+    MethodSpec(
+        _nap,
+        None,
+        "normalize-and-project: weights back to their initial norm after each step "
+        "(Lyle et al. 2024); needs --norm layer",
+    ),
+)
+METHODS.add(
+    "spectral",
+    MethodSpec(
+        lambda cfg, layers, opt, gen: SpectralRegularization(
+            opt.params, cfg.spectral_strength, cfg.power_iterations
+        ),
+        None,
+        "g += lambda d/dW (sigma_max(W)^2 - 1)^2 per layer (Lewandowski et al. 2024)",
+    ),
 )
 
 

@@ -2,8 +2,9 @@
 loop (tests/core/golden_rows.json, written by the code of commit 8b5e77a on an Intel CPU; the
 `compensation` column and the config hashes it changes were added with that field, and the
 CIFAR case names momentum 0 since that experiment's default became 0.9). The
-`reset_optimizer` and `permute` columns were added with those fields, at their defaults,
-which leave the config hashes as they were (`fields.later_defaults`).
+`reset_optimizer`, `permute`, `spectral_strength` and `power_iterations` columns were added
+with those fields, at their defaults, which leave the config hashes as they were
+(`fields.later_defaults`).
 
 Integers and text (tasks, reset counts, configuration) are compared exactly, floats to a
 relative 1e-4: the same code gives other low bits on another CPU (an AMD EPYC differs from
@@ -58,12 +59,13 @@ def test_rows_of_a_fixed_seed_equal_the_golden_rows(case):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fields_added_later_keep_the_recorded_hash_at_their_defaults_only(case):
-    """Results recorded before `reset_optimizer` and `permute` keep their trial ids; a
-    configuration that sets either is a new one."""
+    """Results recorded before `reset_optimizer`, `permute` and the spectral fields keep
+    their trial ids; a configuration that sets any of them is a new one."""
     config = CASES[case]().config
     recorded = GOLDEN[case][0]["config_hash"]
     assert config.config_hash() == recorded
-    changes = [{"reset_optimizer": not config.reset_optimizer}]
+    changes = [{"reset_optimizer": not config.reset_optimizer}, {"spectral_strength": 1e-2},
+               {"power_iterations": 3}]  # fmt: skip
     if hasattr(config, "permute"):
         changes += [{"permute": "labels"}, {"permute": "both"}]
     for change in changes:
