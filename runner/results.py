@@ -10,6 +10,7 @@ duplicates. A sweep keeps one file per trial in a hive-partitioned dataset:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from plasticity_core.errors import DataError
+from plasticity_core.experiments import EXPERIMENTS
 from runner.storage import Folder
 
 
@@ -95,6 +97,27 @@ def read_results(
         tables.append(table)
     if not tables:
         return pd.DataFrame()
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = _with_later_defaults(pa.concat_tables(tables, promote_options="permissive").to_pandas())
     keys = [k for k in ("stage", "trial_id", "task") if k in frame.columns]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _with_later_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows written before a config field existed (`option(..., added_later=True)`) ran at
+    its default: fill it in, so old and new rows of one configuration label alike."""
+    if "experiment" not in frame:
+        return frame
+    for name in frame["experiment"].dropna().unique():
+        if name not in EXPERIMENTS:
+            continue
+        mine = frame["experiment"] == name
+        for field in dataclasses.fields(EXPERIMENTS.get(name).config):
+            if not field.metadata.get("added_later"):
+                continue
+            if field.name not in frame:
+                frame[field.name] = pd.Series([None] * len(frame), dtype=object)
+            missing = mine & frame[field.name].isna()
+            if missing.any():
+                frame[field.name] = frame[field.name].astype(object)
+                frame.loc[missing, field.name] = field.default
+    return frame
