@@ -28,9 +28,13 @@ def _short_repr() -> reprlib.Repr:
 _SHORT = _short_repr()
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut with '...'."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def brief(value: object, limit: int = 80) -> str:
     """`repr(value)` in at most `limit` characters, cut with '...': a message names the bad
     value without echoing a huge one (a 1 MiB string, an expanded YAML alias) to the
     terminal. Containers are cut while being written, so a huge one costs O(limit)."""
-    text = repr(value[:limit]) if isinstance(value, str) else _SHORT.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(repr(value[:limit]) if isinstance(value, str) else _SHORT.repr(value), limit)

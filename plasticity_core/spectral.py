@@ -48,7 +48,7 @@ def penalty_slope(sigma: torch.Tensor, strength: float) -> torch.Tensor:
 
 class SpectralRegularization:
     """Adds the penalty's gradient to every weight matrix's gradient before each step.
-    State: the persistent left and right singular vectors (for exact resume)."""
+    State: the persistent left singular vectors (v follows from u in each round)."""
 
     needs: frozenset[str] = frozenset()
 
@@ -66,7 +66,6 @@ class SpectralRegularization:
             )
             for w in weights
         ]
-        self.right = [w.new_zeros(w[0].numel()) for w in weights]
 
     @torch.no_grad()
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
@@ -76,7 +75,6 @@ class SpectralRegularization:
             w = params[i].flatten(1)
             u, v, sigma = power_iteration(w, self.left[j], self.iterations)
             self.left[j].copy_(u)
-            self.right[j].copy_(v)
             grads[i].view(w.shape).addr_(u * penalty_slope(sigma, self.strength), v)
 
     def after_step(self, taps: Sequence[LayerTaps]) -> int:
@@ -86,9 +84,8 @@ class SpectralRegularization:
         return []
 
     def state_dict(self) -> dict:
-        return {"left": [u.clone() for u in self.left], "right": [v.clone() for v in self.right]}
+        return {"left": [u.clone() for u in self.left]}
 
     def load_state_dict(self, state: dict) -> None:
-        for mine, saved in zip(self.left + self.right, state["left"] + state["right"],
-                               strict=True):  # fmt: skip
+        for mine, saved in zip(self.left, state["left"], strict=True):
             mine.copy_(saved)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from plasticity_core.errors import ConfigError, brief
+from plasticity_core.errors import ConfigError, brief, clip
 
 MAX_BYTES = 1 << 20
 """Largest document, bytes (the biggest preset is ~1 KB)."""
@@ -143,5 +143,4 @@ def _at(mark: yaml.Mark) -> str:
 
 def _clip(text: str, limit: int = 160) -> str:
     """One line of at most `limit` characters (PyYAML's messages quote the input)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(" ".join(text.split()), limit)

@@ -32,7 +32,7 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
-from plasticity_core.errors import ConfigError, brief
+from plasticity_core.errors import ConfigError, brief, clip
 from plasticity_core.experiments import EXPERIMENTS
 from plasticity_core.packed.loop import PACKED_METHODS, pack_key
 from runner.safe_yaml import MAX_BYTES, load_yaml
@@ -79,8 +79,7 @@ def _clip(line: str, limit: int = 300) -> str:
     """A problem line printable and cut to `limit` characters: the last guard against a
     message that quotes a huge value or a key with terminal escapes in it (the config
     classes' own errors quote what they were given)."""
-    line = CONTROL.sub(lambda match: repr(match.group())[1:-1], line)
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return clip(CONTROL.sub(lambda match: repr(match.group())[1:-1], line), limit)
 
 
 @dataclass(frozen=True)

@@ -309,8 +309,7 @@ class Progress(tune.Callback):
     def summary(self, results) -> None:
         errors = [r for r in results if r.error is not None]
         for result in errors:
-            message = str(result.error).strip().splitlines()[-1]
-            self.printer(f"[{self.stage}] error: {message}")
+            self.printer(f"[{self.stage}] error: {_one_line(result.error)}")
         elapsed = time.monotonic() - self.start
         self.printer(
             f"[{self.stage}] {results.num_terminated}/{len(results)} trials ran to their end "
