@@ -9,9 +9,11 @@ success: the last line says what finished and how to continue, and the exit code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import signal
 import sys
+from collections.abc import Iterator
 
 import pandas as pd
 
@@ -105,9 +107,9 @@ def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Name
         try:
             with ray_session(args.address, args.num_cpus, args.num_gpus,
                              args.dashboard) as resources:  # fmt: skip
-                _sigterm_interrupts()  # after ray.init, which installs Ray's own (abort)
-                _check_resources(spec, resources, embedded=args.address is None)
-                stopped = run_stages(spec, folder, stages)
+                with _sigterm_interrupts():  # after ray.init, which installs Ray's (abort)
+                    _check_resources(spec, resources, embedded=args.address is None)
+                    stopped = run_stages(spec, folder, stages)
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal outside a Tune stage
             print(f"interrupted; continue with `plasticity resume {folder}`", file=sys.stderr)
             return INTERRUPTED
@@ -122,14 +124,19 @@ def _run(spec: SweepSpec, folder: Folder, stages: list[str], args: argparse.Name
     return INTERRUPTED if interrupted else 1
 
 
-def _sigterm_interrupts() -> None:
-    """SIGTERM as Ctrl-C for the rest of the command (Ray's handler would abort the driver
-    with a stack dump); inside a Tune stage runner.sweep makes it Tune's graceful stop."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM as Ctrl-C while the stages run (Ray's handler would abort the driver with a
+    stack dump); inside a Tune stage runner.sweep makes it Tune's graceful stop."""
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_data(spec: SweepSpec, embedded: bool) -> None:
