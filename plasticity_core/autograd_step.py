@@ -49,6 +49,7 @@ class AutogradStep(TrainingStep):
         self._hooks.close()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.batch = (x, y)
         self._seen = []
         try:
             z = self.model(x)

@@ -73,10 +73,11 @@ class MethodConfig:
         if spec.default_utility is None and self.utility not in ("", "none"):
             raise ConfigError(
                 f"method {self.method} reads no utility, got utility {self.utility!r}; drop "
-                "it, or choose a method that resets units (cbp, redo, regrama)"
+                "it, or choose a method that ranks by one: "
+                f"{', '.join(n for n in METHODS if METHODS.get(n).default_utility)}"
             )
         if spec.default_utility is not None:
-            UTILITIES.get(self.resolved_utility)
+            spec.utilities.get(self.resolved_utility)
         self.cbp()
         for name in ("weight_decay", "l2_init", "noise_std", "dormant_threshold",
                      "spectral_strength"):  # fmt: skip
@@ -106,6 +107,10 @@ class MethodConfig:
 
 
 class Method(Protocol):
+    """The hooks a training loop calls around each optimizer update. A method that must read
+    more of the step than gradients and taps (the batch, the model) may also define
+    `bind(step)`, which `bind_step` calls once the step exists."""
+
     needs: frozenset[str]
     """Taps (see taps.TAPS) the method reads in after_step."""
 
@@ -208,8 +213,13 @@ MethodFactory = Callable[[MethodConfig, list[UnitLayer], Optimizer, torch.Genera
 class MethodSpec:
     build: MethodFactory
     default_utility: str | None
-    """The utility used when none is given; None for methods that never reset units."""
+    """The utility used when none is given; None for methods that read no utility."""
     description: str
+    reads: tuple[str, ...] = ()
+    """The MethodConfig fields (hyperparameters) the method reads, for `plasticity list
+    methods` and the README's table."""
+    utilities: Registry = UTILITIES
+    """Where its utility is chosen from: unit utilities, or weight utilities for swr."""
 
 
 def _threshold(cfg: MethodConfig, layers, opt, gen) -> ThresholdReset:
@@ -223,10 +233,13 @@ def _nap(cfg: MethodConfig, layers, opt, gen) -> NormalizeAndProject:
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
+_CBP = ("replacement_rate", "maturity", "utility_decay", "compensation")
+_THRESHOLD = ("dormant_threshold", "reset_every")
 METHODS.add("bp", MethodSpec(lambda cfg, layers, opt, gen: Backprop(), None, "plain backprop"))
 METHODS.add(
     "l2",
-    MethodSpec(lambda cfg, layers, opt, gen: L2(cfg.weight_decay), None, "g += lambda w"),
+    MethodSpec(lambda cfg, layers, opt, gen: L2(cfg.weight_decay), None, "g += lambda w",
+               ("weight_decay",)),  # fmt: skip
 )
 METHODS.add(
     "l2_init",
@@ -234,6 +247,7 @@ METHODS.add(
         lambda cfg, layers, opt, gen: L2Init(opt.params, cfg.l2_init),
         None,
         "g += lambda (w - w_0) (Kumar et al. 2023)",
+        ("l2_init",),
     ),
 )
 METHODS.add(
@@ -242,6 +256,7 @@ METHODS.add(
         lambda cfg, layers, opt, gen: ShrinkPerturb(opt.params, cfg.shrink, cfg.noise_std, gen),
         None,
         "w <- (1 - shrink) w + noise (Ash & Adams 2020)",
+        ("shrink", "noise_std"),
     ),
 )
 METHODS.add(
@@ -251,18 +266,22 @@ METHODS.add(
             layers, UTILITIES.get(cfg.resolved_utility), opt, cfg.cbp(), gen
         ),
         "gxd",
-        "continual backprop: replace the lowest-utility mature units (Algorithm 1)",
+        "continual backprop: replace the lowest-utility mature units (Algorithm 1; Dohare "
+        "et al. 2024)",
+        _CBP,
     ),
 )
 METHODS.add(
     "redo",
-    MethodSpec(_threshold, "activation", "reset units with utility/layer mean <= tau (ReDo)"),
+    MethodSpec(_threshold, "activation",
+               "reset units with utility/layer mean <= tau (ReDo; Sokar et al. 2023)",
+               _THRESHOLD),  # fmt: skip
 )
 METHODS.add(
     "regrama",
-    MethodSpec(_threshold, "loss_gradient", "ReDo's rule on gradient magnitude (ReGraMa)"),
+    MethodSpec(_threshold, "loss_gradient", "ReDo's rule on gradient magnitude (ReGraMa)",
+               _THRESHOLD),  # fmt: skip
 )
-
 METHODS.add(
     "nap",
     MethodSpec(
@@ -280,9 +299,9 @@ METHODS.add(
         ),
         None,
         "g += lambda d/dW (sigma_max(W)^2 - 1)^2 per layer (Lewandowski et al. 2024)",
+        ("spectral_strength", "power_iterations"),
     ),
 )
-
 
 def build_method(
     config: MethodConfig,
@@ -292,3 +311,11 @@ def build_method(
 ) -> Method:
     """Instantiate the method named by `config` for a model's unit layers and optimizer."""
     return METHODS.get(config.method).build(config, layers, optimizer, generator)
+
+
+def bind_step(method: Method, step) -> None:
+    """Give `method` the training step (a `step.TrainingStep`: its model, last batch and
+    gradient buffers) if it reads more of it than the hooks pass."""
+    bind = getattr(method, "bind", None)
+    if bind is not None:
+        bind(step)

@@ -46,7 +46,8 @@ class _Layer(NamedTuple):
 class TrainingStep:
     """What every training step offers the experiments and methods: `params` (those of
     `model.parameters()`), gradient buffers `grads` aligned with them, `taps` per unit
-    layer, and the task's loss and accuracy accumulators (on the device: no host sync)."""
+    layer, the last `batch` (x, y) it stepped on, and the task's loss and accuracy
+    accumulators (on the device: no host sync)."""
 
     def __init__(self, model: nn.Module, needs: frozenset[str] = frozenset()) -> None:
         unknown = set(needs) - set(TAPS)
@@ -57,6 +58,7 @@ class TrainingStep:
         self.params = list(model.parameters())
         self.grads = [torch.zeros_like(p) for p in self.params]
         self.taps: list[LayerTaps] = []
+        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
         p0 = self.params[0]
         self.loss_sum = torch.zeros((), device=p0.device, dtype=p0.dtype)
         self.correct = torch.zeros((), device=p0.device, dtype=torch.long)
@@ -116,6 +118,7 @@ class MLPStep(TrainingStep):
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.batch = (x, y)
         act, mm, packed = self._act, self._mm, self.packed
         inputs, pre, post, norm_stats = [], [], [], []
         for layer in self._layers:

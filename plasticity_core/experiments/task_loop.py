@@ -30,7 +30,7 @@ from plasticity_core.errors import ConfigError, TrainingDiverged
 from plasticity_core.experiments import state as experiment_state
 from plasticity_core.fields import check_choices, later_defaults, option
 from plasticity_core.losses import LOSSES
-from plasticity_core.methods import MethodConfig, build_method
+from plasticity_core.methods import MethodConfig, bind_step, build_method
 from plasticity_core.optim import OPTIMIZERS, check_optimizer, make_optimizer
 from plasticity_core.provenance import code_version, config_hash
 
@@ -166,6 +166,7 @@ class TaskLoop:
         self.method = build_method(config, self.model.unit_layers(), self.optimizer,
                                    self.generator)  # fmt: skip
         self.step = self.build_step()
+        bind_step(self.method, self.step)
         self.task = 0
         self.examples_seen = 0
         self._grad_norm = torch.zeros((), device=self.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from plasticity_core.diagnostics import DIAGNOSTICS
 from plasticity_core.experiments import EXPERIMENTS, reset_cost
-from plasticity_core.methods import METHODS
+from plasticity_core.methods import METHODS, MethodConfig
 from plasticity_core.models.activations import ACTIVATIONS
 from plasticity_core.models.mlp import NORMS
 from plasticity_core.optim import OPTIMIZERS
@@ -22,7 +23,7 @@ from runner.spec import load_spec, presets
 
 LISTS = {
     "utilities": lambda: [f"{n:16s}{UTILITIES.get(n).description}" for n in UTILITIES],
-    "methods": lambda: [f"{n:16s}{METHODS.get(n).description}" for n in METHODS],
+    "methods": lambda: [_method_line(n) for n in METHODS],
     "diagnostics": lambda: [f"{n:24s}{text}" for n, text in DIAGNOSTICS.items()],
     "activations": ACTIVATIONS.names,
     "norms": lambda: list(NORMS),
@@ -33,6 +34,15 @@ LISTS = {
     ),
     "presets": lambda: [f"{n:28s}{load_spec(n).description}" for n in presets()],
 }
+
+
+def _method_line(name: str) -> str:
+    """A method's name, description, default utility and hyperparameters with defaults."""
+    spec = METHODS.get(name)
+    fields = {f.name: f.default for f in dataclasses.fields(MethodConfig)}
+    parts = [f"utility {spec.default_utility}"] if spec.default_utility else []
+    parts += [f"{field}={fields[field]}" for field in spec.reads]
+    return f"{name:16s}{spec.description}" + (f"\n{'':16s}[{', '.join(parts)}]" if parts else "")
 
 
 def add_parsers(sub) -> None:
