@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import forward_hooks
 from plasticity_core.step import TrainingStep
 from plasticity_core.taps import LayerTaps
@@ -31,6 +32,11 @@ class AutogradStep(TrainingStep):
         self, model: nn.Module, needs: frozenset[str] = frozenset(), train: bool = True
     ) -> None:
         """`train=False` computes only the taps (e.g. an assay): no parameter gradients."""
+        if "target_weight_grad" in needs:
+            raise ConfigError(
+                "the per-weight target gradient (utility gxd_weight) is computed by the MLP's "
+                "hand-written step only; on conv nets use swr's magnitude, gradient or random"
+            )
         super().__init__(model, needs)
         self.parameter_grads = train
         self._seen: list[torch.Tensor] | None = None  # a list only while a step runs

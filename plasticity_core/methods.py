@@ -24,9 +24,11 @@ from plasticity_core.nap import NormalizeAndProject, check_normalised, scale_inv
 from plasticity_core.optim import Optimizer
 from plasticity_core.registry import Registry
 from plasticity_core.spectral import SpectralRegularization
+from plasticity_core.swr import SelectiveWeightReinit
 from plasticity_core.taps import LayerTaps
 from plasticity_core.threshold_reset import ThresholdReset
 from plasticity_core.utility import UTILITIES
+from plasticity_core.weight_utility import WEIGHT_UTILITIES
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,15 @@ class MethodConfig:
     """The plasticity method (see `plasticity list methods`)."""
     utility: str = option("", group="method")
     """Utility that ranks units for cbp, redo and regrama (see `plasticity list
-    utilities`); '' = the method's own default (cbp: gxd, redo: activation, regrama:
-    loss_gradient). Methods that reset no units read none."""
+    utilities`), or weights for swr (`plasticity list weight_utilities`); '' = the
+    method's own default (see `plasticity list methods`). Other methods read none."""
     replacement_rate: float = option(1e-4, group="method")
-    """cbp: fraction of a layer's mature units replaced per step (accumulated)."""
+    """cbp: fraction of a layer's mature units replaced per step (accumulated); swr: of a
+    weight matrix's mature weights."""
     maturity: int = option(100, group="method")
-    """cbp: steps before a unit may be replaced."""
+    """cbp, swr: steps before a unit (weight) may be replaced."""
     utility_decay: float = option(0.99, group="method")
-    """cbp: decay of the utility and reference EMAs."""
+    """cbp, swr: decay of the utility (and reference) EMAs."""
     compensation: str = option("reference", group="method", choices=COMPENSATIONS)
     """cbp: 'reference' moves a replaced unit's w_out * r into the consumer's bias (the
     paper); 'none' leaves that bias untouched (what the reference CBP code amounts to)."""
@@ -302,6 +305,20 @@ METHODS.add(
         ("spectral_strength", "power_iterations"),
     ),
 )
+METHODS.add(
+    "swr",
+    MethodSpec(
+        lambda cfg, layers, opt, gen: SelectiveWeightReinit(
+            WEIGHT_UTILITIES.get(cfg.resolved_utility), opt, cfg.cbp(), gen
+        ),
+        "gradient",
+        "selective weight reinitialization: re-draw the lowest-utility mature weights "
+        "(Hernandez-Garcia et al. 2025)",
+        ("replacement_rate", "maturity", "utility_decay"),
+        WEIGHT_UTILITIES,
+    ),
+)
+
 
 def build_method(
     config: MethodConfig,

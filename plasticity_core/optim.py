@@ -39,6 +39,12 @@ class Optimizer:
         for tensors in self.state.values():
             tensors[i].index_fill_(dim, index, 0)
 
+    def reset_elements(self, param: torch.Tensor, index: torch.Tensor) -> None:
+        """Zero every state entry of `param` at the flat positions `index` (single weights)."""
+        i = self._index[id(param)]
+        for tensors in self.state.values():
+            tensors[i].view(-1).index_fill_(0, index, 0)
+
     def clear(self) -> None:
         """Zero all state (momentum, moments, step counts): a fresh optimizer."""
         for tensors in self.state.values():

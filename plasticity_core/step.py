@@ -21,8 +21,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from plasticity_core.errors import ConfigError
 from plasticity_core.losses import LOSSES
-from plasticity_core.taps import TAPS, LayerTaps
+from plasticity_core.taps import TAPS, WEIGHT_TAPS, LayerTaps
 
 
 class _Norm(NamedTuple):
@@ -50,9 +51,9 @@ class TrainingStep:
     accumulators (on the device: no host sync)."""
 
     def __init__(self, model: nn.Module, needs: frozenset[str] = frozenset()) -> None:
-        unknown = set(needs) - set(TAPS)
+        unknown = set(needs) - set(TAPS) - set(WEIGHT_TAPS)
         if unknown:
-            raise ValueError(f"unknown taps {sorted(unknown)}; known: {TAPS}")
+            raise ValueError(f"unknown taps {sorted(unknown)}; known: {TAPS + WEIGHT_TAPS}")
         self.model = model
         self.needs = needs
         self.params = list(model.parameters())
@@ -115,6 +116,20 @@ class MLPStep(TrainingStep):
         self._layers = [layer(block.linear, block.norm) for block in model.blocks]
         self._head = layer(model.head, None)
         self._act = model.act
+        self._target_rows = bool(needs & {"target_grad", "target_weight_grad"})
+        self.target_weight_grads: list[torch.Tensor | None] = []
+        """With 'target_weight_grad': aligned with `params`, mean over the batch of
+        |dz_y/dW| for each weight matrix (hidden layers and head), None for the others."""
+        if "target_weight_grad" in needs:
+            if self.packed:
+                raise ConfigError("the target_weight_grad tap is not computed for packed runs")
+            weights = {id(w.weight): w for w in (*self._layers, self._head)}
+            self.target_weight_grads = [
+                torch.zeros_like(p) if id(p) in weights else None for p in self.params
+            ]
+            self._target_weight = [
+                self.target_weight_grads[self._index(w.weight)] for w in self._layers
+            ] + [self.target_weight_grads[self._index(self._head.weight)]]
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -146,6 +161,8 @@ class MLPStep(TrainingStep):
         g_loss = g[..., :batch, :]
         torch.sum(g_loss, -2, out=head.grad_bias)
         outer(g_loss.mT, x, out=head.grad_weight)
+        if self.target_weight_grads:
+            self._mean_abs_target_grad(g, x, batch, -1)
         weight = head.weight
         taps = []
         lead = (g.shape[0], -1) if packed else (-1,)
@@ -161,9 +178,23 @@ class MLPStep(TrainingStep):
             g_loss = g[..., :batch, :]
             torch.sum(g_loss, -2, out=layer.grad_bias)
             outer(g_loss.mT, inputs[i], out=layer.grad_weight)
+            if self.target_weight_grads:
+                self._mean_abs_target_grad(g, inputs[i], batch, i)
             weight = layer.weight
         taps.reverse()
         self.taps = taps
+
+    def _index(self, param: torch.Tensor) -> int:
+        return next(i for i, p in enumerate(self.params) if p is param)
+
+    def _mean_abs_target_grad(self, g: torch.Tensor, x: torch.Tensor, batch: int, i: int):
+        """mean over examples of |dz_y/dW| = |d_y|^T |x| / B for layer i's weight (-1: the
+        head), d_y the target rows of g (dz_y per example w.r.t. the layer's outputs): one
+        example's weight gradient is an outer product, so its absolute value factorises."""
+        target = g[batch : 2 * batch].abs()
+        out = self._target_weight[i]
+        torch.mm(target.T, x.abs(), out=out)
+        out.div_(batch)
 
     def _seed_rows(self, g: torch.Tensor, target_rows: torch.Tensor, batch: int) -> torch.Tensor:
         """Rows of the seed matrix: the loss gradient dl/dz (scaled to the batch mean, which
@@ -171,7 +202,7 @@ class MLPStep(TrainingStep):
         if not self.needs:
             return g
         seeds = [g]
-        if "target_grad" in self.needs:
+        if self._target_rows:
             seeds.append(target_rows)
         if "logits_grad" in self.needs:
             every = self.loss.eye.repeat_interleave(batch, dim=0)
@@ -185,6 +216,7 @@ class MLPStep(TrainingStep):
         row = batch
         if "target_grad" in self.needs:
             taps.target_grad = g_h[..., row : row + batch, :]
+        if self._target_rows:
             row += batch
         if "logits_grad" in self.needs:
             rest = g_h[..., row:, :]

@@ -17,6 +17,10 @@ import torch
 
 TAPS = ("loss_grad", "target_grad", "logits_grad")
 """What a utility may ask for beyond h; see `LayerTaps`."""
+WEIGHT_TAPS = ("target_weight_grad",)
+"""What a weight utility may ask for: per weight, not per unit. 'target_weight_grad': the
+mean over examples of |dz_y/dW| for every weight matrix, which only the hand-written MLP step
+computes (`MLPStep.target_weight_grads`)."""
 
 
 @dataclass

@@ -3,9 +3,10 @@
 The recipe, for each model and batch size:
 1. Every variant trains its own copy of the same MLP (same initial weights, ReLU, SGD lr 0.01)
    on 16 random batches pre-generated on the device, cycled. `plain` is the floor: a plain
-   loop with `torch.optim.SGD`, `F.cross_entropy` and `backward`, no method. `bp` and
-   `cbp:<utility>` run the Permuted MNIST loop (hand-written step, method hooks, optimizer
-   step); CBP uses replacement rate 1e-4 and maturity 100.
+   loop with `torch.optim.SGD`, `F.cross_entropy` and `backward`, no method. Every other
+   variant, METHOD[:UTILITY] (bp, cbp:gxd, swr, upgd, ...), runs the Permuted MNIST loop
+   (hand-written step, method hooks, optimizer step) with the method's defaults, except
+   replacement rate 1e-4 and maturity 100 for the reset methods.
 2. Each variant takes `WARMUP` untimed steps, past maturity, so CBP resets units while timed
    (`resets`: total over the timed windows).
 3. `repeats` rounds each time one window of at least `seconds` per variant, the variants
@@ -31,13 +32,12 @@ from torch import nn
 
 from plasticity_core.devices import check_device
 from plasticity_core.errors import ConfigError
-from plasticity_core.methods import MethodConfig, build_method
+from plasticity_core.methods import MethodConfig, bind_step, build_method
 from plasticity_core.models.mlp import MLP
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import SGD
 from plasticity_core.shock import CHUNK_ELEMENTS, clamp_shocks
 from plasticity_core.step import MLPStep
-from plasticity_core.utility import UTILITIES
 
 LR = 0.01
 REPLACEMENT_RATE = 1e-4
@@ -65,7 +65,8 @@ class BenchConfig:
     """MLPs as WIDTHxDEPTH: 256x4 is 784 -> [256] x 4 -> 10."""
     batch_sizes: tuple[int, ...] = (1, 16, 64)
     variants: tuple[str, ...] = VARIANTS
-    """plain (always measured: the ratios' reference), bp, cbp:<utility>."""
+    """plain (always measured: the ratios' reference), or any registered METHOD[:UTILITY]
+    (bp, cbp:gxd, swr:gxd_weight, upgd, ...; `plasticity list methods`)."""
     seconds: float = 1.0
     """Wall budget of one timed window, seconds."""
     repeats: int = 5
@@ -81,16 +82,26 @@ class BenchConfig:
             raise ConfigError("choose at least one model, batch size and variant")
         if min(self.batch_sizes) < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {list(self.batch_sizes)}")
-        allowed = ", ".join(["plain", "bp", *(f"cbp:{u}" for u in UTILITIES)])
         for v in self.variants:
-            if v not in ("plain", "bp") and not (v[:4] == "cbp:" and v[4:] in UTILITIES):
-                raise ConfigError(f"unknown variant {v!r}; choose from: {allowed}")
+            _check_variant(v)
         if self.seconds <= 0 or self.repeats < 1 or (self.threads is not None and self.threads < 1):
             raise ConfigError(
                 "need --seconds > 0, --repeats >= 1, --threads >= 1; got "
                 f"{self.seconds:g}, {self.repeats}, {self.threads}"
             )
         check_device(self.device)
+
+
+def _check_variant(variant: str) -> None:
+    """plain, or METHOD[:UTILITY] of the registered methods (cbp:gxd, swr:gxd_weight)."""
+    if variant == "plain":
+        return
+    method, _, utility = variant.partition(":")
+    try:
+        MethodConfig(method, utility)
+    except ConfigError as error:
+        raise ConfigError(f"variant {variant!r}: {error} (variants: plain or "
+                          "METHOD[:UTILITY], e.g. cbp:gxd)") from None  # fmt: skip
 
 
 def _hidden(model: str) -> tuple[int, ...]:
@@ -121,6 +132,7 @@ def engine_loop(model: MLP, variant: str) -> Step:
     generator = torch.Generator(model.head.weight.device).manual_seed(0)
     hooks = build_method(config, model.unit_layers(), optimizer, generator)
     mlp_step = MLPStep(model, hooks.needs)
+    bind_step(hooks, mlp_step)
     params = mlp_step.params
 
     def step(x: torch.Tensor, y: torch.Tensor) -> int:

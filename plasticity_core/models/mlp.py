@@ -15,6 +15,7 @@ from torch import nn
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.activations import ACTIVATIONS, Activation
 from plasticity_core.models.units import UnitLayer, kaiming_uniform_
+from plasticity_core.models.weight_init import WeightInit, kaiming_uniform_init
 
 NORMS = ("none", "layer")
 
@@ -86,3 +87,8 @@ class MLP(nn.Module):
             UnitLayer(f"hidden.{i}", b.linear, b.norm, b, consumer, self.act.gain)
             for i, (b, consumer) in enumerate(zip(self.blocks, consumers, strict=False))
         ]
+
+    def weight_inits(self) -> list[WeightInit]:
+        """Every weight matrix with the distribution `reset_parameters` draws it from."""
+        hidden = [kaiming_uniform_init(b.linear.weight, self.act.gain) for b in self.blocks]
+        return [*hidden, kaiming_uniform_init(self.head.weight, 1.0)]

@@ -23,6 +23,7 @@ from torch import nn
 
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import UnitLayer, kaiming_normal_std, kaiming_uniform_
+from plasticity_core.models.weight_init import WeightInit, kaiming_normal_init, kaiming_uniform_init
 
 RELU_GAIN = math.sqrt(2.0)
 
@@ -106,6 +107,13 @@ class ResNet(nn.Module):
 
     def unit_layers(self) -> list[UnitLayer]:
         return [block.unit_layer(f"blocks.{i}.conv1") for i, block in enumerate(self.blocks)]
+
+    def weight_inits(self) -> list[WeightInit]:
+        """Every weight matrix (convs, head) with the distribution `reset_parameters` draws it
+        from."""
+        convs = [m.weight for m in self.modules() if isinstance(m, nn.Conv2d)]
+        return [*(kaiming_normal_init(w, RELU_GAIN) for w in convs),
+                kaiming_uniform_init(self.head.weight, 1.0)]  # fmt: skip
 
 
 def resnet18(

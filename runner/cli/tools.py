@@ -16,6 +16,7 @@ from plasticity_core.models.activations import ACTIVATIONS
 from plasticity_core.models.mlp import NORMS
 from plasticity_core.optim import OPTIMIZERS
 from plasticity_core.utility import UTILITIES
+from plasticity_core.weight_utility import WEIGHT_UTILITIES
 from runner.bench import BenchConfig, run_bench
 from runner.bench_pack import PackBenchConfig, run_pack_bench
 from runner.cli.options import add_config_options, given_options, ints, names
@@ -23,7 +24,16 @@ from runner.spec import load_spec, presets
 
 LISTS = {
     "utilities": lambda: [f"{n:16s}{UTILITIES.get(n).description}" for n in UTILITIES],
-    "methods": lambda: [_method_line(n) for n in METHODS],
+    "weight_utilities": lambda: [
+        f"{n:16s}{WEIGHT_UTILITIES.get(n).description}" for n in WEIGHT_UTILITIES
+    ],
+    "methods": lambda: (
+        [_method_line(n) for n in METHODS]
+        + [
+            f"{'(any method)':16s}--reset-optimizer: clear the optimizer state at every task "
+            "boundary (Asadi et al. 2023)"
+        ]
+    ),
     "diagnostics": lambda: [f"{n:24s}{text}" for n, text in DIAGNOSTICS.items()],
     "activations": ACTIVATIONS.names,
     "norms": lambda: list(NORMS),
