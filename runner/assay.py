@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plasticity_core.experiments.reset_cost import NAME, ORACLE, CheckpointResult
+from plasticity_core.experiments.assay_rows import ORACLE, CheckpointResult
+from plasticity_core.experiments.reset_cost import NAME
 from runner.aggregate import mean_se
 from runner.results import write_rows
 
@@ -17,7 +18,8 @@ TABLES = ("units", "layers", "summary")
 
 
 def write_checkpoint(result: CheckpointResult, out: Path) -> None:
-    """One file per (table, activation, norm, seed, checkpoint) under out/reset-cost/.
+    """One file per (table, activation, norm, seed, checkpoint) under out/reset-cost/
+    (weight level: out/reset-cost-weights/, with the table `weights` for `units`).
 
     A re-run of the same checkpoint replaces its files; the folders read back as one
     dataset each (`pyarrow.parquet.read_table(out / 'reset-cost' / 'summary')`).
@@ -26,8 +28,11 @@ def write_checkpoint(result: CheckpointResult, out: Path) -> None:
     stem = f"{key['activation']}-{key['norm']}-s{key['seed']}-t{key['checkpoint']}"
     if "model" in key:  # conv-net assays: one file set per model
         stem = f"{key['model']}-{stem}"
+    folder, names = Path(out) / NAME, dict(zip(TABLES, TABLES, strict=True))
+    if key.get("level") == "weight":  # rows of other columns: a dataset of their own
+        folder, names["units"] = Path(out) / f"{NAME}-weights", "weights"
     for table in TABLES:
-        write_rows(getattr(result, table), Path(out) / NAME / table / f"{stem}.parquet")
+        write_rows(getattr(result, table), folder / names[table] / f"{stem}.parquet")
 
 
 PAPER_TABLE7 = {
@@ -76,8 +81,8 @@ def _cell(spec: str):
 
 
 PRINTED = (
-    ("Spearman rho between utility and realized shock, pooled: every hidden unit in one "
-     "ranking (higher is better)", "spearman_{}_pooled", ".3f"),
+    ("Spearman rho between utility and realized shock, pooled: every assayed unit (weight) "
+     "in one ranking (higher is better)", "spearman_{}_pooled", ".3f"),
     ("Spearman rho, per layer: the mean of each layer's own ranking (higher is better)",
      "spearman_{}_per_layer", ".3f"),
     ("Shock@5%: mean realized shock of each layer's lowest 5% (lower is better; L1 in "

@@ -25,10 +25,9 @@ the 4,000 training examples.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,16 +35,22 @@ import torch
 from plasticity_core.data.catalog import check_source
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError
+from plasticity_core.experiments.assay_rows import (
+    CheckpointResult,
+    assay_rows,
+    to_numpy,
+)
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST, PermutedMNISTConfig
+from plasticity_core.experiments.weight_reset_cost import weight_assay
 from plasticity_core.models.mlp import check_architecture
-from plasticity_core.shock import clamp_shocks, shock_at, spearman
+from plasticity_core.shock import clamp_shocks
 from plasticity_core.step import MLPStep
 from plasticity_core.taps import TAPS
 from plasticity_core.utility import UTILITIES, UtilityInputs
 
 NAME = "reset-cost"
-ORACLE = "oracle"
 REFERENCES = ("calibration", "ema")
+LEVELS = ("unit", "weight")
 PAPER = {"checkpoints": (0, 5, 10, 20, 30), "seeds": 3, "calibration": 2048, "probe": 2048}
 """The paper's Table 3 MLP setting where it differs from the defaults (30 tasks, assayed at
 initialisation and after 5, 10, 20 and 30 of them; 3 seeds; 2,048 calibration and probe
@@ -72,6 +77,11 @@ class ResetCostConfig:
     """'calibration': r = mean activation on the calibration set; 'ema': CBP's EMA."""
     fraction: float = 0.05
     """Shock@fraction: the share of each layer's lowest-scoring units."""
+    level: str = "unit"
+    """'unit': reset single units (the paper's assay); 'weight': single weights set to their
+    reset endpoint, ranked by the weight utilities (`weight_reset_cost.py`)."""
+    weights_per_layer: int = 256
+    """level weight: weights assayed per weight matrix, drawn uniformly."""
     data: str = "embedded"
     permutation_seed: int = 0
     device: str = "cpu"
@@ -96,6 +106,12 @@ class ResetCostConfig:
             raise ConfigError(
                 f"unknown reference {self.reference!r}; choose from: {', '.join(REFERENCES)}"
             )
+        if self.level not in LEVELS:
+            raise ConfigError(f"unknown level {self.level!r}; choose from: {', '.join(LEVELS)}")
+        if self.level == "weight" and self.reference == "ema":
+            raise ConfigError("level weight has no references: drop --reference ema")
+        if self.weights_per_layer < 1:
+            raise ConfigError(f"weights_per_layer must be >= 1, got {self.weights_per_layer}")
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
         check_source(self.data)
@@ -119,19 +135,6 @@ class ResetCostConfig:
             batch_size=self.batch_size,
             device=self.device,
         )
-
-
-@dataclass
-class CheckpointResult:
-    """The rows of one (activation, seed, checkpoint)."""
-
-    units: list[dict] = field(default_factory=list)
-    """Per unit and utility: score, the reference r_i it was clamped to, realized shocks."""
-    layers: list[dict] = field(default_factory=list)
-    """Per utility and layer: Spearman and Shock@fraction."""
-    summary: list[dict] = field(default_factory=list)
-    """Per utility (and the oracle), all layers pooled."""
-    seconds: float = 0.0
 
 
 def run(config: ResetCostConfig) -> Iterator[CheckpointResult]:
@@ -168,6 +171,19 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, checkpoint: int) -
     x_cal, y_cal = experiment.x_train[chosen][:, pixels], experiment.y_train[chosen]
     x_probe = experiment.x_test[: config.probe][:, pixels]
 
+    key = {
+        "activation": cfg.activation,
+        "norm": cfg.norm,
+        "seed": cfg.seed,
+        "checkpoint": checkpoint,
+        "data_task": task,
+        "reference_mode": config.reference,
+    }
+    if config.level == "weight":
+        result = weight_assay(model, (x_cal, y_cal), x_probe, config, rng, key)
+        for row in result.summary:
+            row.update(calibration=n_cal, probe=len(x_probe), seconds=result.seconds)
+        return result
     step = MLPStep(model, frozenset(TAPS))
     step(x_cal, y_cal)
     layers = model.unit_layers()
@@ -184,101 +200,16 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, checkpoint: int) -
     for name in UTILITIES:
         fn = UTILITIES.get(name).fn
         scores[name] = [
-            _numpy(fn(UtilityInputs(tap, r, u.incoming.weight, u.outgoing.weight, generator)))
+            to_numpy(fn(UtilityInputs(tap, r, u.incoming.weight, u.outgoing.weight, generator)))
             for tap, r, u in zip(step.taps, references, layers, strict=True)
         ]
     shocks = [clamp_shocks(model, u, x_probe, r) for u, r in zip(layers, references, strict=True)]
-    l1 = [_numpy(s[0]) for s in shocks]
-    kl = [_numpy(s[1]) for s in shocks]
+    l1 = [to_numpy(s[0]) for s in shocks]
+    kl = [to_numpy(s[1]) for s in shocks]
 
-    key = {
-        "activation": cfg.activation,
-        "norm": cfg.norm,
-        "seed": cfg.seed,
-        "checkpoint": checkpoint,
-        "data_task": task,
-        "reference_mode": config.reference,
-    }
-    result = _rows(key, layers, scores, [_numpy(r) for r in references], l1, kl, config.fraction)
+    result = assay_rows(key, layers, scores, [to_numpy(r) for r in references], l1, kl,
+                        config.fraction)  # fmt: skip
     result.seconds = time.perf_counter() - start
     for row in result.summary:
         row.update(calibration=n_cal, probe=len(x_probe), seconds=result.seconds)
     return result
-
-
-def _rows(
-    key, layers, scores, references, l1, kl, fraction: float, unit_ids=None
-) -> CheckpointResult:
-    """Unit, layer and summary rows of one checkpoint; arrays are [units] per layer
-    (`unit_ids`: per layer, the unit index of each array entry when a subset was assayed)."""
-    result = CheckpointResult()
-    for name, per_layer in scores.items():
-        for li, (layer, s) in enumerate(zip(layers, per_layer, strict=True)):
-            result.units += [
-                {
-                    **key,
-                    "layer": layer.name,
-                    "unit": unit_ids[li][i] if unit_ids else i,
-                    "utility": name,
-                    "score": float(s[i]),
-                    "reference": float(references[li][i]),
-                    "shock_l1": float(l1[li][i]),
-                    "shock_kl": float(kl[li][i]),
-                }
-                for i in range(len(s))
-            ]
-    rankings = {**{n: (s, s) for n, s in scores.items()}, ORACLE: (l1, kl)}
-    for name, (by_l1, by_kl) in rankings.items():
-        for li, layer in enumerate(layers):
-            result.layers.append(
-                {
-                    **key,
-                    "utility": name,
-                    "layer": layer.name,
-                    **_layer_metrics(by_l1[li], by_kl[li], l1[li], kl[li], fraction),
-                }
-            )
-        result.summary.append(
-            {
-                **key,
-                "utility": name,
-                "n_units": sum(len(x) for x in l1),
-                **_summary_metrics(by_l1, by_kl, l1, kl, fraction),
-            }
-        )
-    return result
-
-
-def _layer_metrics(by_l1, by_kl, l1, kl, fraction: float) -> dict:
-    """One layer's Spearman and Shock@fraction (arrays [units])."""
-    return {
-        "spearman_l1": spearman(by_l1, l1),
-        "spearman_kl": spearman(by_kl, kl),
-        "shock5_l1": shock_at([by_l1], [l1], fraction),
-        "shock5_kl": shock_at([by_kl], [kl], fraction),
-    }
-
-
-def _summary_metrics(by_l1, by_kl, l1, kl, fraction: float) -> dict:
-    """Over all layers: Spearman pooled (one ranking of every unit) and per layer (the mean
-    of the layers' own; layers where a side is constant are left out), Shock@fraction."""
-    metrics = {}
-    for name, scores, shocks in (("l1", by_l1, l1), ("kl", by_kl, kl)):
-        metrics[f"spearman_{name}_pooled"] = spearman(
-            np.concatenate(scores), np.concatenate(shocks)
-        )
-        metrics[f"spearman_{name}_per_layer"] = per_layer_spearman(scores, shocks)
-    metrics["shock5_l1"] = shock_at(by_l1, l1, fraction)
-    metrics["shock5_kl"] = shock_at(by_kl, kl, fraction)
-    return metrics
-
-
-def per_layer_spearman(scores: list[np.ndarray], shocks: list[np.ndarray]) -> float:
-    """Mean over layers of Spearman(score, shock) within the layer; nan if no layer has one."""
-    values = [spearman(s, x) for s, x in zip(scores, shocks, strict=True)]
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if values else math.nan
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().cpu().numpy()

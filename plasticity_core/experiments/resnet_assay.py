@@ -27,7 +27,7 @@ from plasticity_core.data.augment import augment
 from plasticity_core.data.catalog import check_source
 from plasticity_core.data.cifar import load_images
 from plasticity_core.errors import ConfigError
-from plasticity_core.experiments.reset_cost import CheckpointResult, _numpy, _rows
+from plasticity_core.experiments.assay_rows import CheckpointResult, assay_rows, to_numpy
 from plasticity_core.models.resnet import MODELS, ResNet, build_resnet
 from plasticity_core.models.units import forward_hooks
 from plasticity_core.optim import SGD
@@ -164,16 +164,16 @@ def assay(
     finally:
         step.close()
     picks = [_subset(u.n_units, config.units_per_layer, x_cal.device) for u in layers]
-    scores = {n: [_numpy(t[p]) for t, p in zip(v, picks, strict=True)] for n, v in totals.items()}
+    scores = {n: [to_numpy(t[p]) for t, p in zip(v, picks, strict=True)] for n, v in totals.items()}
     shocks = [
         clamp_shocks_repeating_input(model, u, x_probe, r[p], p)
         for u, r, p in zip(layers, references, picks, strict=True)
     ]
     model.train(was_training)
-    l1 = [_numpy(s[0]) for s in shocks]
-    kl = [_numpy(s[1]) for s in shocks]
-    refs = [_numpy(r[p]) for r, p in zip(references, picks, strict=True)]
-    result = _rows(key, layers, scores, refs, l1, kl, config.fraction,
+    l1 = [to_numpy(s[0]) for s in shocks]
+    kl = [to_numpy(s[1]) for s in shocks]
+    refs = [to_numpy(r[p]) for r, p in zip(references, picks, strict=True)]
+    result = assay_rows(key, layers, scores, refs, l1, kl, config.fraction,
                    unit_ids=[p.tolist() for p in picks])  # fmt: skip
     result.seconds = time.perf_counter() - start
     for row in result.summary:

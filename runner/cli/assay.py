@@ -60,18 +60,20 @@ def run(args: argparse.Namespace) -> None:
         config = _config(ResNetAssayConfig, args, model=args.model)
         total = config.seeds * len(config.checkpoints)
         results = resnet_assay.run(config)
-    folder = args.out / reset_cost.NAME
+    weights = getattr(config, "level", "unit") == "weight"
+    folder = args.out / (f"{reset_cost.NAME}-weights" if weights else reset_cost.NAME)
+    headline = "gxd_weight" if weights else "gxd"
     print(f"{reset_cost.NAME}: {total} checkpoints -> {folder}", flush=True)
     summary = []
     for done, result in enumerate(results, start=1):
         write_checkpoint(result, args.out)
         summary += result.summary
         key = result.summary[0]
-        gxd = next(r for r in result.summary if r["utility"] == "gxd")
+        gxd = next(r for r in result.summary if r["utility"] == headline)
         print(
             f"[{done:3d}/{total}] {key['activation']:10s} seed {key['seed']} "
             f"{'epoch' if 'model' in key else 'tasks'} {key['checkpoint']:3d}  "
-            f"probe {key['probe']}  gxd rho_L1 pooled {gxd['spearman_l1_pooled']:.3f} "
+            f"probe {key['probe']}  {headline} rho_L1 pooled {gxd['spearman_l1_pooled']:.3f} "
             f"per layer {gxd['spearman_l1_per_layer']:.3f}  {result.seconds:.1f} s",
             flush=True,
         )

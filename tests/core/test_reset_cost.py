@@ -10,13 +10,11 @@ from scipy import stats
 
 from plasticity_core.data.permuted import task_permutation
 from plasticity_core.errors import ConfigError
+from plasticity_core.experiments.assay_rows import ORACLE, assay_rows, per_layer_spearman
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST
 from plasticity_core.experiments.reset_cost import (
-    ORACLE,
     ResetCostConfig,
-    _rows,
     assay,
-    per_layer_spearman,
     run,
 )
 from plasticity_core.reset import reset_units
@@ -109,7 +107,7 @@ def test_per_layer_spearman_is_the_mean_of_each_layers_own_and_pooled_is_one_ran
     scores = [np.array([1.0, 2.0, 3.0]), np.array([100.0, 300.0, 200.0])]
     shocks = [np.array([10.0, 20.0, 30.0]), np.array([1.0, 3.0, 2.0])]
     layers = [SimpleNamespace(name="a"), SimpleNamespace(name="b")]
-    result = _rows({}, layers, {"u": scores}, [np.zeros(3)] * 2, shocks, shocks, 0.34)
+    result = assay_rows({}, layers, {"u": scores}, [np.zeros(3)] * 2, shocks, shocks, 0.34)
     summary = _summary(result)["u"]
     pairs = zip(scores, shocks, strict=True)
     per_layer = np.mean([stats.spearmanr(s, x).statistic for s, x in pairs])
