@@ -27,17 +27,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_cluster(env: dict) -> tuple[subprocess.Popen, int, dict]:
+    """The loopback cluster process, its dashboard port and its JSON line. The free port is
+    only free when asked: another process (Ray's own workers included) may take it before
+    the dashboard binds, and the cluster then exits without its line, so try a new port."""
+    for _ in range(3):
+        port = _free_port()
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "loopback_cluster.py"), str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        line = process.stdout.readline()
+        if line:
+            return process, port, json.loads(line)
+        process.wait(timeout=120)
+    raise RuntimeError("the loopback cluster did not start in 3 tries")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     token = secrets.token_hex(32)
-    port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "loopback_cluster.py"), str(port)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    process, port, info = _start_cluster(env)
     try:
-        info = json.loads(process.stdout.readline())
         yield {**info, "url": f"http://127.0.0.1:{port}", "env": env, "process": process}
     finally:
         if process.poll() is None:
