@@ -74,12 +74,15 @@ class SelectiveWeightReinit:
         weights = [init.weight for init in self.inits]
         self.utility_ema = [torch.zeros_like(w) for w in weights]
         self.correction = [torch.zeros_like(w) for w in weights]
-        self.born = [torch.zeros(w.shape, device=w.device, dtype=torch.long) for w in weights]
         self.accumulated = [0.0] * len(weights)
         self.counts = [0] * len(weights)
-        # Per tensor: (step, count) of weights reset (or born, step 0) within the last
-        # `maturity` steps; every other weight is mature.
-        self.young = [deque([(0, w.numel())]) for w in weights]
+        # Per tensor: (step, flat indices) of the weights reset within the last `maturity`
+        # steps (None: all of them, born at step 0); every other weight is mature. Kept as
+        # indices, not ages: masking a few recent resets is far cheaper than comparing an
+        # age per weight (a 784 x 256 layer's ages cost more than its topk).
+        self.young: list[deque[tuple[int, torch.Tensor | None]]] = [
+            deque([(0, None)]) for _ in weights
+        ]
 
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         pass
@@ -102,10 +105,10 @@ class SelectiveWeightReinit:
         return resets
 
     def _eligible(self, t: int) -> int:
-        young = self.young[t]
+        young, numel = self.young[t], self.inits[t].weight.numel()
         while young and self.steps - young[0][0] > self.config.maturity:
             young.popleft()
-        return self.inits[t].weight.numel() - sum(count for _, count in young)
+        return numel - sum(numel if index is None else len(index) for _, index in young)
 
     def _due(self) -> list[tuple[int, int]]:
         """(tensor, how many weights to re-draw now), from ages alone (no device sync)."""
@@ -122,18 +125,15 @@ class SelectiveWeightReinit:
 
     def _reinitialize(self, t: int, k: int) -> None:
         init = self.inits[t]
-        born = self.born[t].view(-1)
-        immature = (self.steps - born) <= self.config.maturity
-        ranked = (self.utility_ema[t].view(-1) / self.correction[t].view(-1)).masked_fill_(
-            immature, float("inf")
-        )
+        ranked = self.utility_ema[t].view(-1) / self.correction[t].view(-1)
+        for _, young in self.young[t]:  # never None here: then nothing is eligible
+            ranked.index_fill_(0, young, float("inf"))
         index = torch.topk(ranked, k, largest=False).indices
         init.weight.view(-1).index_copy_(0, index, init.sample(k, self.generator))
         self.optimizer.reset_elements(init.weight, index)
         for state in (self.utility_ema[t], self.correction[t]):
             state.view(-1).index_fill_(0, index, 0)
-        born.index_fill_(0, index, self.steps)
-        self.young[t].append((self.steps, k))
+        self.young[t].append((self.steps, index))
 
     def reset_counts(self) -> list[int]:
         """No units are reset (the weights re-drawn per tensor are `weight_counts`)."""
@@ -147,7 +147,6 @@ class SelectiveWeightReinit:
         return {
             "utility_ema": [t.clone() for t in self.utility_ema],
             "correction": [t.clone() for t in self.correction],
-            "born": [t.clone() for t in self.born],
             "steps": self.steps,
             "accumulated": list(self.accumulated),
             "counts": list(self.counts),
@@ -155,10 +154,10 @@ class SelectiveWeightReinit:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("utility_ema", "correction", "born"):
+        for name in ("utility_ema", "correction"):
             for t, saved in zip(getattr(self, name), state[name], strict=True):
                 t.copy_(saved)
         self.steps = int(state["steps"])
         self.accumulated = [float(c) for c in state["accumulated"]]
         self.counts = [int(c) for c in state["counts"]]
-        self.young = [deque((int(s), int(c)) for s, c in q) for q in state["young"]]
+        self.young = [deque((int(s), index) for s, index in q) for q in state["young"]]
