@@ -368,21 +368,37 @@ def _check_select(select: Select, explicit_mode: bool, types, problems) -> Selec
 
 
 def _check_each_value(config_class, fixed, grid, problems: list[str]) -> None:
-    """Each well-typed value alone through the experiment's own validation (unknown names,
-    out-of-range numbers), so these are reported along with every structural problem."""
-    candidates = [(f"fixed.{k}", k, v) for k, v in fixed.items()]
+    """Each well-typed value through the experiment's own validation (unknown names,
+    out-of-range numbers), so these are reported along with every structural problem: a
+    fixed value alone (when the fixed ones fail together), a grid value with the fixed ones
+    and, should that fail, with any of the other values of its grid entry (a value fine
+    only beside another, as method nap beside norm layer, is no problem of its own)."""
+    base = fixed if not _problem(config_class, fixed) else {}
+    for key, value in fixed.items() if not base else ():
+        error = None if value is BAD else _problem(config_class, {key: value})
+        if error:
+            problems.append(f"fixed.{key}: {error}")
     for i, entry in enumerate(grid):
         path = f"grid[{i}]" if len(grid) > 1 else "grid"
-        candidates += [
-            (f"{path}.{k}[{j}]", k, v) for k, values in entry.items() for j, v in enumerate(values)
-        ]
-    for where, key, value in candidates:
-        if value is BAD:
-            continue
-        try:
-            config_class(**{key: value}, seed=0)
-        except ConfigError as err:
-            problems.append(f"{where}: {err}")
+        for key, values in entry.items():
+            others = [[(k, v) for v in vs if v is not BAD] for k, vs in entry.items() if k != key]
+            for j, value in enumerate(values):
+                if value is BAD:
+                    continue
+                error = _problem(config_class, {**base, key: value})
+                besides = itertools.islice(itertools.product(*others), 1000)
+                if error and all(_problem(config_class, {**base, **dict(o), key: value})
+                                 for o in besides):  # fmt: skip
+                    problems.append(f"{path}.{key}[{j}]: {error}")
+
+
+def _problem(config_class, values: dict) -> str | None:
+    """The ConfigError message of building `values` (BAD values left out), or None."""
+    try:
+        config_class(**{k: v for k, v in values.items() if v is not BAD}, seed=0)
+    except ConfigError as err:
+        return str(err)
+    return None
 
 
 def _check_combinations(spec: SweepSpec, problems: list[str]) -> None:

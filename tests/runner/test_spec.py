@@ -244,6 +244,17 @@ def test_unknown_names_are_reported_together_with_structural_problems():
     assert len(problems) == len(MANY_PATHS) + 1
 
 
+def test_a_value_valid_only_beside_a_fixed_or_grid_value_is_no_problem():
+    # nap needs norm layer: given in fixed, or beside it in the same grid entry.
+    fixed = _spec(fixed={"tasks": 3, "hidden": [8], "method": "nap", "norm": "layer"},
+                  grid={"lr": [0.01]})  # fmt: skip
+    assert parse_spec(fixed, "fixed.yaml").fixed["method"] == "nap"
+    beside = _spec(grid={"method": ["bp", "nap"], "norm": ["layer"]})
+    assert len(list(parse_spec(beside, "beside.yaml").points())) == 2
+    alone = _spec(grid={"method": ["bp", "nap"]})
+    assert _paths(_problems(alone)) == ["grid.method[1]"]
+
+
 def test_empty_grid_and_cuda_without_gpu_are_reported_with_other_problems():
     problems = _problems(
         {
