@@ -17,8 +17,10 @@ from typing import Protocol
 import torch
 
 from plasticity_core.cbp import COMPENSATIONS, CBPConfig, ContinualBackprop
+from plasticity_core.ccbp import ContinuousBackprop, ccbp_config
 from plasticity_core.errors import ConfigError
 from plasticity_core.fields import option
+from plasticity_core.infer import InitialFeatureRegularization, check_infer
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.nap import NormalizeAndProject, check_normalised, scale_invariant_weights
 from plasticity_core.optim import Optimizer
@@ -27,6 +29,7 @@ from plasticity_core.spectral import SpectralRegularization
 from plasticity_core.swr import SelectiveWeightReinit
 from plasticity_core.taps import LayerTaps
 from plasticity_core.threshold_reset import ThresholdReset
+from plasticity_core.upgd import UtilityPerturbedGD, check_upgd
 from plasticity_core.utility import UTILITIES
 from plasticity_core.weight_utility import WEIGHT_UTILITIES
 
@@ -70,6 +73,26 @@ class MethodConfig:
     2024)."""
     power_iterations: int = option(1, group="method", added_later=True)
     """spectral: power-iteration rounds per step estimating each layer's sigma_max."""
+    upgd_decay: float = option(0.9999, group="method", added_later=True)
+    """upgd: beta, decay of each weight's utility trace of -g * w (Elsayed & Mahmood 2024)."""
+    upgd_noise: float = option(0.1, group="method", added_later=True)
+    """upgd: sigma, std of the Gaussian noise added to the gradient before the gate."""
+    upgd_weight_decay: float = option(0.01, group="method", added_later=True)
+    """upgd: kappa; every step w <- (1 - lr * kappa) w besides the gated step (not gated)."""
+    infer_strength: float = option(0.1, group="method", added_later=True)
+    """infer: beta of beta * mean_(x,i) (g_i(phi(x)) - g0_i(phi_0(x)))^2 (Lyle et al. 2022)."""
+    infer_heads: int = option(10, group="method", added_later=True)
+    """infer: k, the auxiliary linear heads on the penultimate features."""
+    infer_scale: float = option(10.0, group="method", added_later=True)
+    """infer: alpha, scale of the initial heads' outputs the heads regress onto."""
+    ccbp_rate: float = option(0.012, group="method", added_later=True)
+    """ccbp: rho, the largest fraction of a unit moved toward fresh weights per move."""
+    ccbp_sharpness: float = option(16.0, group="method", added_later=True)
+    """ccbp: kappa of alpha = rho * min(exp(-kappa (u / layer mean - tau)), 1)."""
+    ccbp_threshold: float = option(0.95, group="method", added_later=True)
+    """ccbp: tau; units with utility / layer mean <= tau move the full rho."""
+    ccbp_every: int = option(1000, group="method", added_later=True)
+    """ccbp: optimizer steps between partial resets (1 = every step)."""
 
     def __post_init__(self) -> None:
         spec = METHODS.get(self.method)
@@ -95,6 +118,9 @@ class MethodConfig:
             raise ConfigError(f"power_iterations must be >= 1, got {self.power_iterations}")
         if self.method == "nap" and getattr(self, "norm", "layer") == "none":
             raise ConfigError("method nap needs normalised hidden layers: add --norm layer")
+        check_upgd(self)
+        check_infer(self.infer_strength, self.infer_heads, self.infer_scale)
+        ccbp_config(self)
 
     @property
     def resolved_utility(self) -> str:
@@ -316,6 +342,51 @@ METHODS.add(
         "(Hernandez-Garcia et al. 2025)",
         ("replacement_rate", "maturity", "utility_decay"),
         WEIGHT_UTILITIES,
+    ),
+)
+METHODS.add(
+    "upgd",
+    MethodSpec(
+        lambda cfg, layers, opt, gen: UtilityPerturbedGD(
+            opt.params, cfg.upgd_decay, cfg.upgd_noise, cfg.upgd_weight_decay, gen
+        ),
+        None,
+        "utility-based perturbed gradient descent: g <- 2 (g + noise) (1 - sigmoid(scaled "
+        "utility of -g w)) + kappa w (Elsayed & Mahmood 2024); sgd only",
+        ("upgd_decay", "upgd_noise", "upgd_weight_decay"),
+    ),
+)
+
+METHODS.add(
+    "infer",
+    MethodSpec(
+        lambda cfg, layers, opt, gen: InitialFeatureRegularization(
+            cfg.infer_strength, cfg.infer_heads, cfg.infer_scale, getattr(cfg, "lr", 0.01), gen
+        ),
+        None,
+        "initial feature regularisation: k linear heads on the penultimate features regress "
+        "the initial network's outputs, g += d L_aux/d theta (InFeR; Lyle et al. 2022)",
+        ("infer_strength", "infer_heads", "infer_scale"),
+    ),
+)
+METHODS.add(
+    "ccbp",
+    MethodSpec(
+        lambda cfg, layers, opt, gen: ContinuousBackprop(
+            layers, UTILITIES.get(cfg.resolved_utility), opt, ccbp_config(cfg), gen
+        ),
+        "gxd",
+        "continuous continual backprop: every unit moved part of the way to a fresh one, "
+        "alpha = rho * min(exp(-kappa (u / mean u - tau)), 1) (McCutcheon et al. 2026)",
+        (
+            "ccbp_rate",
+            "ccbp_sharpness",
+            "ccbp_threshold",
+            "ccbp_every",
+            "maturity",
+            "utility_decay",
+            "compensation",
+        ),
     ),
 )
 
