@@ -2,9 +2,9 @@
 loop (tests/core/golden_rows.json, written by the code of commit 8b5e77a on an Intel CPU; the
 `compensation` column and the config hashes it changes were added with that field, and the
 CIFAR case names momentum 0 since that experiment's default became 0.9). The
-`reset_optimizer`, `permute`, `spectral_strength` and `power_iterations` columns were added
-with those fields, at their defaults, which leave the config hashes as they were
-(`fields.later_defaults`).
+`reset_optimizer`, `permute`, `spectral_strength`, `power_iterations` and the `upgd_*`,
+`infer_*` and `ccbp_*` columns were added with those fields, at their defaults, which leave
+the config hashes as they were (`fields.later_defaults`).
 
 Integers and text (tasks, reset counts, configuration) are compared exactly, floats to a
 relative 1e-4: the same code gives other low bits on another CPU (an AMD EPYC differs from
