@@ -34,11 +34,16 @@ TASK_OVERHEAD_S = 0.03
 
 
 def variant(config) -> str:
-    """The bench variant whose step cost stands for this config's method."""
+    """The bench variant whose step cost stands for this config's method: the unit-utility
+    methods cost about what CBP with their utility does (the utility is most of it); the
+    others are benchmarked under their own name (`swr:<utility>`, `upgd`, ...). A variant
+    without a figure is costed as bp."""
     utility = config.resolved_utility
-    if config.method in ("cbp", "redo", "regrama") and utility != "none":
+    if config.method in ("cbp", "redo", "regrama", "ccbp") and utility != "none":
         return f"cbp:{utility}"
-    return "bp"
+    if config.method == "swr":
+        return f"swr:{utility}"
+    return config.method
 
 
 def cpu_seconds_per_step(config, cost: StepCost, bench: dict[str, float] | None) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
 import torch.nn.functional as F
 
@@ -57,3 +59,23 @@ def autograd_taps(model: MLP, x: torch.Tensor, y: torch.Tensor):
         {"h": h.detach(), "loss_grad": lg, "target_grad": tg, "logits_grad": ll}
         for h, lg, tg, ll in zip(hidden, loss_grad, target_grad, logits_l1, strict=False)
     ]
+
+
+def strip_timings(rows) -> list[dict]:
+    """Rows without their timings (seconds, diagnostics_seconds)."""
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+
+def restored_at_a_boundary(run, config, boundary: int = 2):
+    """Run `config` through the experiment class `run` uninterrupted, and again stopped after
+    `boundary` tasks, saved and loaded the way checkpoints are (weights_only) and continued
+    in a new experiment. Returns (uninterrupted rows, stopped + continued rows, the saved
+    state), timings stripped."""
+    uninterrupted = strip_timings(run(config))
+    experiment = run(config)
+    head = [next(iter(experiment)) for _ in range(boundary)]
+    buffer = io.BytesIO()
+    torch.save(experiment.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    return uninterrupted, strip_timings(head) + strip_timings(run(config, state)), state

@@ -4,7 +4,6 @@ features keep the initial outputs linearly readable where bp's lose them, a run 
 a task boundary continues bit for bit, it runs on a ResNet (BatchNorm statistics untouched)
 and through the CLI, and bad values are ConfigErrors."""
 
-import io
 import math
 from types import SimpleNamespace
 
@@ -20,13 +19,9 @@ from plasticity_core.infer import InitialFeatureRegularization
 from plasticity_core.models import MLP
 from plasticity_core.models.resnet import build_resnet
 from runner.cli import main
+from tests.core.helpers import restored_at_a_boundary
 
 SMALL = dict(tasks=3, hidden=(32, 32), batch_size=32, probe_size=0)
-
-
-def _strip(rows) -> list[dict]:
-    """Rows without their timings."""
-    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
 
 
 def _mlp_features(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -120,17 +115,11 @@ def test_features_keep_the_initial_outputs_readable_where_bps_drift_away():
 
 def test_restore_at_a_task_boundary_continues_bit_identically():
     config = PermutedMNISTConfig(method="infer", optimizer="adam", lr=1e-3, **SMALL)
-    uninterrupted = _strip(run(config))
-    experiment = run(config)
-    initial = [p.detach().clone() for p in experiment.model.parameters()]
-    head = [next(iter(experiment)) for _ in range(2)]
-    buffer = io.BytesIO()
-    torch.save(experiment.state_dict(), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
+    initial = [p.detach().clone() for p in run(config).model.parameters()]
+    uninterrupted, continued, state = restored_at_a_boundary(run, config)
     torch.testing.assert_close(state["method"]["initial"], initial, rtol=0, atol=0)
     assert not torch.equal(state["method"]["heads"][0], state["method"]["initial_heads"][0])
-    assert _strip(head) + _strip(run(config, state)) == uninterrupted
+    assert continued == uninterrupted
 
 
 def test_resnet_steps_leave_batchnorm_statistics_and_match_autograd_of_its_features():

@@ -3,8 +3,6 @@ every step (SGD and Adam, MLP and ResNet) while the head is left free, the rows 
 bp's, an unnormalised network is refused, and a run restored at a task boundary continues
 bit for bit."""
 
-import io
-
 import pytest
 import torch
 
@@ -14,6 +12,7 @@ from plasticity_core.experiments.permuted_mnist import PermutedMNIST as run
 from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig
 from plasticity_core.models import MLP
 from plasticity_core.nap import check_normalised
+from tests.core.helpers import restored_at_a_boundary
 
 SMALL = dict(tasks=2, hidden=(16, 16), batch_size=32, probe_size=0, norm="layer")
 
@@ -21,11 +20,6 @@ SMALL = dict(tasks=2, hidden=(16, 16), batch_size=32, probe_size=0, norm="layer"
 def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     """The weights NaP holds: those whose outputs are normalised (unit layers with a norm)."""
     return [layer.incoming.weight for layer in model.unit_layers() if layer.norm is not None]
-
-
-def _strip(rows) -> list[dict]:
-    """Rows without their timings."""
-    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
 
 
 def _check_norms_after_every_step(experiment) -> list[int]:
@@ -81,13 +75,7 @@ def test_an_unnormalised_network_is_refused():
 
 def test_restore_at_a_task_boundary_continues_bit_identically():
     config = PermutedMNISTConfig(method="nap", optimizer="adam", lr=1e-3, **{**SMALL, "tasks": 3})
-    uninterrupted = _strip(run(config))
-    experiment = run(config)
-    initial = [w.detach().norm() for w in _weights(experiment.model)]
-    head = [next(iter(experiment)) for _ in range(2)]
-    buffer = io.BytesIO()
-    torch.save(experiment.state_dict(), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
+    initial = [w.detach().norm() for w in _weights(run(config).model)]
+    uninterrupted, continued, state = restored_at_a_boundary(run, config)
     torch.testing.assert_close(state["method"]["radii"], initial, rtol=0, atol=0)
-    assert _strip(head) + _strip(run(config, state)) == uninterrupted
+    assert continued == uninterrupted

@@ -2,14 +2,13 @@
 the exact sigma_max, strength 0 is bp, it pulls every layer's sigma_max toward 1, and a run
 restored at a task boundary continues bit for bit."""
 
-import io
-
 import pytest
 import torch
 
 from plasticity_core.experiments.permuted_mnist import PermutedMNIST as run
 from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig
 from plasticity_core.spectral import SpectralRegularization
+from tests.core.helpers import restored_at_a_boundary
 
 SMALL = dict(tasks=3, hidden=(32, 32), batch_size=32, probe_size=300)
 
@@ -17,11 +16,6 @@ SMALL = dict(tasks=3, hidden=(32, 32), batch_size=32, probe_size=300)
 def _penalty(w: torch.Tensor, strength: float) -> torch.Tensor:
     """strength * (sigma_max^2 - 1)^2 with the exact sigma_max of w as [out, rest]."""
     return strength * (torch.linalg.matrix_norm(w.flatten(1), ord=2) ** 2 - 1) ** 2
-
-
-def _strip(rows) -> list[dict]:
-    """Rows without their timings."""
-    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
 
 
 @pytest.mark.parametrize("shape", [(20, 30), (8, 3, 3, 3)])
@@ -60,12 +54,6 @@ def test_restore_at_a_task_boundary_continues_bit_identically(optimizer, lr):
     config = PermutedMNISTConfig(
         method="spectral", spectral_strength=1e-2, optimizer=optimizer, lr=lr, **SMALL
     )
-    uninterrupted = _strip(run(config))
-    experiment = run(config)
-    head = [next(iter(experiment)) for _ in range(2)]
-    buffer = io.BytesIO()
-    torch.save(experiment.state_dict(), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
+    uninterrupted, continued, state = restored_at_a_boundary(run, config)
     assert len(state["method"]["left"]) == 3  # two hidden layers and the head
-    assert _strip(head) + _strip(run(config, state)) == uninterrupted
+    assert continued == uninterrupted

@@ -2,7 +2,6 @@
 hand-worked scalar computation, more useful weights move less, bad values are refused, it
 learns Permuted MNIST, and a run restored at a task boundary continues bit for bit."""
 
-import io
 import math
 
 import pytest
@@ -13,13 +12,9 @@ from plasticity_core.experiments.permuted_mnist import PermutedMNIST as run
 from plasticity_core.experiments.permuted_mnist import PermutedMNISTConfig
 from plasticity_core.optim import SGD
 from plasticity_core.upgd import UtilityPerturbedGD
+from tests.core.helpers import restored_at_a_boundary
 
 SMALL = dict(tasks=2, hidden=(32, 32), batch_size=32, probe_size=300)
-
-
-def _strip(rows) -> list[dict]:
-    """Rows without their timings."""
-    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
 
 
 def _step(method, params, grads, lr: float) -> None:
@@ -141,13 +136,7 @@ def test_it_learns_permuted_mnist_and_differs_from_bp():
 
 def test_restore_at_a_task_boundary_continues_bit_identically():
     config = PermutedMNISTConfig(method="upgd", **{**SMALL, "tasks": 3})
-    uninterrupted = _strip(run(config))
-    experiment = run(config)
-    head = [next(iter(experiment)) for _ in range(2)]
-    buffer = io.BytesIO()
-    torch.save(experiment.state_dict(), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
+    uninterrupted, continued, state = restored_at_a_boundary(run, config)
     assert state["method"]["steps"] == 2 * 4000 // 32
     assert len(state["method"]["utility"]) == 6  # three weights and three biases
-    assert _strip(head) + _strip(run(config, state)) == uninterrupted
+    assert continued == uninterrupted
