@@ -5,11 +5,16 @@ formula and source. `DEFINITIONS_VERSION` is stored in each row: bump it when a 
 changes, so numbers from different versions are never mixed silently.
 
 All take features `h` [examples, units] of one hidden layer (post-activation) unless said.
+With several features per unit (crelu: h [examples, units * 2], unit i at 2i and 2i + 1)
+the per-unit definitions (dormant, dead) take `features` and count units, a unit's activity
+being the sum of its features'; the ranks and the feature norm describe the features the
+next layer reads.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -19,26 +24,32 @@ DEFINITIONS_VERSION = "1"
 SRANK_DELTA = 0.01
 
 
-def unit_scores(h: torch.Tensor) -> torch.Tensor:
-    """Sokar et al. 2023 score s_i = mean_x |h_i(x)| / ((1/n) sum_k mean_x |h_k(x)|): [units].
+def unit_scores(h: torch.Tensor, features: int = 1) -> torch.Tensor:
+    """Sokar et al. 2023 score s_i = mean_x |h_i(x)| / ((1/n) sum_k mean_x |h_k(x)|): [units]
+    (|h_i| summed over the unit's `features`).
 
     A layer whose units are all silent gets s = 0 everywhere."""
     activity = h.abs().mean(0)
+    if features > 1:
+        activity = activity.view(-1, features).sum(-1)
     layer_mean = activity.mean()
     return activity / layer_mean if layer_mean > 0 else torch.zeros_like(activity)
 
 
-def dormant_fraction(h: torch.Tensor, tau: float = 0.025) -> float:
+def dormant_fraction(h: torch.Tensor, tau: float = 0.025, features: int = 1) -> float:
     """Fraction in [0, 1] of tau-dormant units (Sokar et al. 2023): s_i <= tau.
 
     With tau = 0 only units whose activity is exactly zero count."""
-    return float((unit_scores(h) <= tau).double().mean())
+    return float((unit_scores(h, features) <= tau).double().mean())
 
 
-def dead_fraction(h: torch.Tensor) -> float:
-    """Fraction in [0, 1] of units whose activation is zero on every example
-    (Dohare et al. 2024; meaningful for the ReLU family)."""
-    return float((h == 0).all(0).double().mean())
+def dead_fraction(h: torch.Tensor, features: int = 1) -> float:
+    """Fraction in [0, 1] of units whose activation is zero on every example, every feature
+    of the unit (Dohare et al. 2024; meaningful for the ReLU family)."""
+    dead = (h == 0).all(0)
+    if features > 1:
+        dead = dead.view(-1, features).all(-1)
+    return float(dead.double().mean())
 
 
 def singular_values(h: torch.Tensor) -> torch.Tensor:
@@ -84,8 +95,11 @@ def weight_magnitude(weights: list[torch.Tensor]) -> tuple[list[float], float]:
     return per_layer, total / sum(w.numel() for w in weights)
 
 
-def layer_diagnostics(features: list[torch.Tensor], tau: float) -> dict[str, float]:
-    """The per-layer feature diagnostics as columns `<name>_l<i>` plus a mean `<name>`."""
+def layer_diagnostics(
+    features: list[torch.Tensor], tau: float, per_unit: Sequence[int] | None = None
+) -> dict[str, float]:
+    """The per-layer feature diagnostics as columns `<name>_l<i>` plus a mean `<name>`;
+    `per_unit`: each layer's features per unit (None: one)."""
     columns: dict[str, list[float]] = {
         "dormant_fraction": [],
         "dormant_fraction_tau0": [],
@@ -94,11 +108,11 @@ def layer_diagnostics(features: list[torch.Tensor], tau: float) -> dict[str, flo
         "stable_rank": [],
         "feature_norm": [],
     }
-    for h in features:
+    for h, f in zip(features, per_unit or [1] * len(features), strict=True):
         sigma = singular_values(h)
-        columns["dormant_fraction"].append(dormant_fraction(h, tau))
-        columns["dormant_fraction_tau0"].append(dormant_fraction(h, 0.0))
-        columns["dead_fraction"].append(dead_fraction(h))
+        columns["dormant_fraction"].append(dormant_fraction(h, tau, f))
+        columns["dormant_fraction_tau0"].append(dormant_fraction(h, 0.0, f))
+        columns["dead_fraction"].append(dead_fraction(h, f))
         columns["effective_rank"].append(effective_rank(sigma))
         columns["stable_rank"].append(float(stable_rank(sigma)))
         columns["feature_norm"].append(feature_norm(h))
@@ -135,9 +149,10 @@ def network_diagnostics(model: torch.nn.Module, x: torch.Tensor, tau: float) -> 
     def record(module, inputs, h):
         features.append(h.flatten(1))
 
-    with forward_hooks((layer.tap, record) for layer in model.unit_layers()):
+    layers = model.unit_layers()
+    with forward_hooks((layer.tap, record) for layer in layers):
         model(x)
-    row = layer_diagnostics(features, tau)
+    row = layer_diagnostics(features, tau, [layer.features for layer in layers])
     weights = [p for p in model.parameters() if p.ndim > 1]
     per_layer, overall = weight_magnitude(weights)
     row["weight_magnitude"] = overall

@@ -47,47 +47,67 @@ def reset_units(
     generator: torch.Generator | None,
     compensate: bool = True,
 ) -> None:
-    """Replace units `index` [k] of `layer`, moving `reference` [k] into the consumer's bias
+    """Replace units `index` [k] of `layer`, moving `reference` into the consumer's bias
     (unless `compensate` is False: then the consumer's bias is left as it is).
 
     Incoming weights are resampled from the init distribution, the unit's bias is zeroed and
     its norm affine set to (1, 0); outgoing weights are zeroed after adding
-    w_out[:, i] * r_i to the consumer bias, so the consumer sees h_i replaced by r_i.
-    Optimizer state is zeroed for exactly the touched rows and columns; the consumer's bias
-    keeps its state (it is shifted, not re-initialised), as in the reference implementation.
+    w_out[:, c] * r_c to the consumer bias for every feature c of the units, so the consumer
+    sees h_c replaced by r_c. `reference` is [k] for one feature per unit, [k, features]
+    for several (crelu: each feature's own reference; a [k] reference then applies to every
+    feature of its unit, as ReDo's zeros do). Optimizer state is zeroed for exactly the
+    touched rows and columns; the consumer's bias keeps its state (it is shifted, not
+    re-initialised), as in the reference implementation.
     """
     w_in = layer.incoming.weight
     w_in.index_copy_(0, index, layer.sample(len(index), generator))
-    touched = [(w_in, 0)]
+    touched = [(w_in, 0, index)]
     if layer.incoming.bias is not None:
         layer.incoming.bias.index_fill_(0, index, 0)
-        touched.append((layer.incoming.bias, 0))
+        touched.append((layer.incoming.bias, 0, index))
     norm = layer.norm
     if norm is not None:
         norm.weight.index_fill_(0, index, 1)
         norm.bias.index_fill_(0, index, 0)
-        touched += [(norm.weight, 0), (norm.bias, 0)]
+        touched += [(norm.weight, 0, index), (norm.bias, 0, index)]
         if getattr(norm, "running_mean", None) is not None:  # BatchNorm: a fresh channel
             norm.running_mean.index_fill_(0, index, 0)
             norm.running_var.index_fill_(0, index, 1)
 
+    features = layer.features
+    columns = feature_columns(index, features)
     if compensate:
-        _compensate(layer, index, reference)
+        _compensate(layer, columns, reference, features)
     w_out = layer.outgoing.weight
-    w_out.index_fill_(1, index, 0)
-    touched.append((w_out, 1))
+    w_out.index_fill_(1, columns, 0)
+    touched.append((w_out, 1, columns))
     if optimizer is not None:
-        for param, dim in touched:
-            optimizer.reset(param, index, dim)
+        for param, dim, positions in touched:
+            optimizer.reset(param, positions, dim)
 
 
-def _compensate(layer: UnitLayer, index: torch.Tensor, reference: torch.Tensor) -> None:
-    """Add w_out[:, i] * r_i of the units `index` to what their consumer adds to its input."""
-    columns = layer.outgoing.weight.index_select(1, index)  # [out, k, *kernel]
+def feature_columns(index: torch.Tensor, features: int) -> torch.Tensor:
+    """The consumer columns of units `index` [k]: [k * features], unit by unit (`index`
+    itself for one feature per unit)."""
+    if features == 1:
+        return index
+    within = torch.arange(features, device=index.device)
+    return (index.unsqueeze(1) * features + within).flatten()
+
+
+def _compensate(
+    layer: UnitLayer, columns: torch.Tensor, reference: torch.Tensor, features: int
+) -> None:
+    """Add w_out[:, c] * r_c of the consumer columns `columns` to what the consumer adds to
+    its input (`reference` as in `reset_units`)."""
+    weights = layer.outgoing.weight.index_select(1, columns)  # [out, k * features, *kernel]
+    if features > 1:
+        units = len(columns) // features
+        reference = reference.reshape(units, -1).expand(units, features).reshape(-1)
     # A conv consumer reads the unit at every kernel tap: the kernel sum of its weights times
     # r is what the unit added at interior positions (zero padding reads fewer taps at the
     # border, so there the compensation is only approximate).
-    shift = columns.reshape(*columns.shape[:2], -1).sum(2) @ reference
+    shift = weights.reshape(*weights.shape[:2], -1).sum(2) @ reference
     if layer.outgoing.bias is not None:
         layer.outgoing.bias.add_(shift)
     elif layer.consumer_norm is not None:

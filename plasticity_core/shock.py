@@ -2,6 +2,8 @@
 
 A unit i is clamped, h_i(x) <- r_i, with every parameter unchanged; for a network without
 normalisation this is exactly what the CBP reset does to the function (`reset.reset_units`).
+A unit with several post-activation features (crelu) has them all clamped, each to its own
+reference, as its reset replaces them all.
 The realized shock on probe inputs is the mean logit L1 distance ||z - z[i->r_i]||_1 and the
 mean KL(softmax z || softmax z[i->r_i]).
 
@@ -35,7 +37,8 @@ def clamp_shocks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Realized shocks of clamping each unit of `layer`, one at a time, to `reference`.
 
-    x: probe inputs [batch, ...]; reference: r [units].
+    x: probe inputs [batch, ...]; reference: r [units], or per feature [units, features]
+    (or flat [units * features], the tap's layout) for several features per unit.
     Returns (l1 [units], kl [units]): mean over the probe of ||z - z'||_1 and of
     KL(softmax z || softmax z'), in logit units and nats.
     """
@@ -43,13 +46,15 @@ def clamp_shocks(
     with forward_hooks([(layer.tap, lambda module, inputs, h: seen.append(h))]):
         z = model(x)
     logp = F.log_softmax(z, dim=1)
-    n_units, batch = layer.n_units, x.shape[0]
+    n_units, batch, features = layer.n_units, x.shape[0], layer.features
+    if features > 1:
+        reference = reference.reshape(n_units, features)
     chunk = max(1, min(n_units, CHUNK_ELEMENTS // seen[0].numel()))
     l1 = torch.empty(n_units, device=z.device, dtype=z.dtype)
     kl = torch.empty_like(l1)
     for start in range(0, n_units, chunk):
         units = torch.arange(start, min(start + chunk, n_units), device=z.device)
-        with forward_hooks([(layer.tap, _clamp_hook(units, reference[units]))]):
+        with forward_hooks([(layer.tap, _clamp_hook(units, reference[units], features))]):
             clamped = model(x).view(len(units), batch, -1)
         l1[units], kl[units] = _shocks(clamped, z, logp)
     return l1, kl
@@ -63,18 +68,25 @@ def _shocks(clamped: torch.Tensor, z: torch.Tensor, logp: torch.Tensor):
     return l1, kl
 
 
-def _clamp_copies(copies: torch.Tensor, units: torch.Tensor, values: torch.Tensor) -> None:
-    """In copies [units, batch, unit axis, ...], set unit units[j] of copy j to values[j]."""
-    shape = (len(units), *([1] * (copies.ndim - 2)))  # broadcast over batch and space
-    copies[torch.arange(len(units)), :, units] = values.view(shape).to(copies.dtype)
+def _clamp_copies(
+    copies: torch.Tensor, units: torch.Tensor, values: torch.Tensor, features: int = 1
+) -> None:
+    """In copies [units, batch, unit axis, ...], set unit units[j] of copy j to values[j]
+    ([k], or [k, features] for copies [units, batch, units * features]: every feature)."""
+    if features > 1:
+        copies = copies.view(*copies.shape[:2], -1, features)  # a view: written in place
+        values = values.view(len(units), 1, features)  # broadcast over batch
+    else:
+        values = values.view(len(units), *([1] * (copies.ndim - 2)))  # over batch and space
+    copies[torch.arange(len(units)), :, units] = values.to(copies.dtype)
 
 
-def _clamp_hook(units: torch.Tensor, values: torch.Tensor):
+def _clamp_hook(units: torch.Tensor, values: torch.Tensor, features: int):
     """Forward hook: repeat h [batch, units, ...] once per unit in `units`, clamping it."""
 
     def hook(module: nn.Module, inputs: tuple, h: torch.Tensor) -> torch.Tensor:
         repeated = h.unsqueeze(0).repeat(len(units), *([1] * h.ndim))
-        _clamp_copies(repeated, units, values)
+        _clamp_copies(repeated, units, values, features)
         return repeated.flatten(0, 1)
 
     return hook
@@ -89,10 +101,11 @@ def clamp_shocks_repeating_input(
     units: torch.Tensor,
     max_batch: int = 512,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like `clamp_shocks` for the units `units` [k] of `layer` (reference [k]), for models
-    whose later modules also read what the tap's layer read (residual shortcuts): the probe
-    x [P, ...] is repeated once per unit of a chunk (at most `max_batch` images per forward)
-    and the tap's hook clamps unit j in copy j. Returns (l1 [k], kl [k])."""
+    """Like `clamp_shocks` for the units `units` [k] of `layer` (reference [k], or
+    [k, features]), for models whose later modules also read what the tap's layer read
+    (residual shortcuts): the probe x [P, ...] is repeated once per unit of a chunk (at most
+    `max_batch` images per forward) and the tap's hook clamps unit j in copy j.
+    Returns (l1 [k], kl [k])."""
     z = model(x)
     logp = F.log_softmax(z, dim=1)
     batch = x.shape[0]
@@ -105,7 +118,7 @@ def clamp_shocks_repeating_input(
 
         def hook(module, inputs, h, chosen=chosen, values=values):
             copies = h.clone().view(len(chosen), batch, *h.shape[1:])
-            _clamp_copies(copies, chosen, values)
+            _clamp_copies(copies, chosen, values, layer.features)
             return copies.flatten(0, 1)
 
         with forward_hooks([(layer.tap, hook)]):

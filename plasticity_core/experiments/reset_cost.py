@@ -207,9 +207,18 @@ def assay(experiment: PermutedMNIST, config: ResetCostConfig, checkpoint: int) -
     l1 = [to_numpy(s[0]) for s in shocks]
     kl = [to_numpy(s[1]) for s in shocks]
 
-    result = assay_rows(key, layers, scores, [to_numpy(r) for r in references], l1, kl,
+    result = assay_rows(key, layers, scores, [_unit_references(r, u) for r, u in
+                                              zip(references, layers, strict=True)], l1, kl,
                         config.fraction)  # fmt: skip
     result.seconds = time.perf_counter() - start
     for row in result.summary:
         row.update(calibration=n_cal, probe=len(x_probe), seconds=result.seconds)
     return result
+
+
+def _unit_references(reference: torch.Tensor, layer) -> np.ndarray:
+    """The reference column of a layer's unit rows: r_i, or NaN for units of several
+    features (crelu: one reference per feature, both used by the clamp; not one number)."""
+    if layer.features == 1:
+        return to_numpy(reference)
+    return np.full(layer.n_units, np.nan)

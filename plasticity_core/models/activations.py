@@ -1,8 +1,17 @@
 """Activation functions with the backward pass the hand-written MLP step needs.
 
-Each entry holds the elementwise function, its backward g -> g * f'(a) expressed through the
-pre-activation `a` or the post-activation `h = f(a)` (whichever the fused kernel reads), and
-the Kaiming gain used to initialise the layer that feeds it.
+Each entry holds the function, its backward g -> g * f'(a) expressed through the
+pre-activation `a` or the post-activation `h = f(a)` (whichever the fused kernel reads), the
+Kaiming gain used to initialise the layer that feeds it, and how many post-activation
+features it makes of one unit.
+
+`crelu` (concatenated ReLU; Shang et al. 2016, used against loss of plasticity by Abbas,
+Zhao, Modayil, White and Machado 2023) maps a unit's pre-activation a to the two features
+(relu(a), relu(-a)): a hidden Linear with n rows gives 2n features and the next layer reads
+2n inputs. Unit i's features sit side by side, at 2i and 2i + 1, so [..., 2n] views as
+[..., n, 2]; the usual concatenation [relu(a), relu(-a)] differs only by a permutation of
+the consumer's columns (the same network family and, the init being i.i.d. per weight, the
+same init distribution).
 """
 
 from __future__ import annotations
@@ -24,9 +33,13 @@ class Activation:
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
     backward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-    """(g, a, h) -> g * f'(a): g [..., batch, units] broadcasts against a and h [batch, units]."""
+    """(g, a, h) -> g * f'(a) [..., batch, units]: g [..., batch, units * features] broadcasts
+    against a [batch, units] and h [batch, units * features]."""
     gain: float
     """Kaiming gain: std of the init is gain / sqrt(fan_in)."""
+    features: int = 1
+    """Post-activation features per unit: fn maps [..., units] to [..., units * features],
+    unit i's features at i * features .. (i + 1) * features - 1."""
 
 
 ACTIVATIONS: Registry[Activation] = Registry("activation")
@@ -70,3 +83,22 @@ ACTIVATIONS.add(
         math.sqrt(2),
     ),
 )
+
+
+def _crelu(a: torch.Tensor) -> torch.Tensor:
+    """[..., units] -> [..., 2 units]: (relu(a_i), relu(-a_i)) side by side per unit."""
+    return torch.stack((a, a.neg()), -1).relu_().flatten(-2)
+
+
+def _crelu_backward(g: torch.Tensor, a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """g [..., 2 units] -> g_+ 1[a > 0] - g_- 1[a < 0] [..., units]: ReLU's fused backward on
+    every feature, then each pair folded through d(a, -a)/da (autograd's bits: x - y is
+    x + (-y) exactly)."""
+    passed = _aten.threshold_backward(g.unflatten(-1, (-1, 2)), h.unflatten(-1, (-1, 2)), 0)
+    return passed[..., 0] - passed[..., 1]
+
+
+# A crelu feature is a ReLU of a pre-activation whose pair carries E[h_+^2 + h_-^2] = E[a^2],
+# so each of the consumer's 2n inputs has ReLU's second moment: ReLU's gain sqrt(2) over the
+# consumer's fan_in 2n keeps the forward variance, as for ReLU over n.
+ACTIVATIONS.add("crelu", Activation("crelu", _crelu, _crelu_backward, math.sqrt(2), features=2))

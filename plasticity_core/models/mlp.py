@@ -2,7 +2,8 @@
 
 Each hidden block is Linear -> optional LayerNorm -> activation. Weights are Kaiming uniform
 with the activation's gain (gain 1 for the linear head), biases zero, LayerNorm affine
-(1, 0): the same distribution the CBP reset operator resamples from.
+(1, 0): the same distribution the CBP reset operator resamples from. `hidden` counts units;
+an activation with several features per unit (crelu: 2) widens what the next layer reads.
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ class MLP(nn.Module):
         super().__init__()
         check_architecture(hidden, activation, norm)
         self.act = ACTIVATIONS.get(activation)
-        widths = [n_inputs, *hidden]
+        reads = [n_inputs, *(w * self.act.features for w in hidden)]  # each layer's inputs
         self.blocks = nn.ModuleList(
-            HiddenBlock(widths[i], widths[i + 1], self.act, norm) for i in range(len(hidden))
+            HiddenBlock(reads[i], hidden[i], self.act, norm) for i in range(len(hidden))
         )
-        self.head = nn.Linear(widths[-1], n_outputs)
+        self.head = nn.Linear(reads[-1], n_outputs)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

@@ -4,6 +4,12 @@ A unit is an output feature of `incoming` (row i of a Linear weight, output chan
 conv) whose only consumer is `outgoing` (column i of its weight). Models list these
 descriptions by name, so the reset operator and the utilities never locate layers by
 position in a `Sequential`.
+
+An activation may make several post-activation features of one unit (crelu: relu(a) and
+relu(-a)). The unit is still row i of `incoming` (and its bias and norm affine); its
+features are the tap's entries i * F .. (i + 1) * F - 1 and the consumer reads them at the
+same columns, F = `features_per_unit`. Every user of a unit layer (reset, utilities, CBP
+statistics, clamps, diagnostics) treats those features as one unit.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ class UnitLayer:
         return self.incoming.weight.shape[0]
 
     @property
+    def features(self) -> int:
+        """Post-activation features per unit (crelu: 2): see `features_per_unit`."""
+        return features_per_unit(self.incoming.weight, self.outgoing.weight)
+
+    @property
     def init_bound(self) -> float:
         """Kaiming-uniform bound gain * sqrt(3 / fan_in) of the incoming weights."""
         fan_in = self.incoming.weight[0].numel()
@@ -56,6 +67,13 @@ class UnitLayer:
         if self.init == "kaiming_normal":
             return fresh.normal_(0.0, kaiming_normal_std(w, self.gain), generator=generator)
         return fresh.uniform_(-self.init_bound, self.init_bound, generator=generator)
+
+
+def features_per_unit(w_in: torch.Tensor, w_out: torch.Tensor) -> int:
+    """How many post-activation features each unit of `w_in` gives the consumer `w_out`: the
+    consumer's input width over the units. 3-D weights are a pack's linear [R, out, in]."""
+    packed = w_in.ndim == 3
+    return w_out.shape[1 + packed] // w_in.shape[packed]
 
 
 def kaiming_normal_std(weight: torch.Tensor, gain: float) -> float:
