@@ -77,12 +77,14 @@ class SelectiveWeightReinit:
         self.accumulated = [0.0] * len(weights)
         self.counts = [0] * len(weights)
         # Per tensor: (step, flat indices) of the weights reset within the last `maturity`
-        # steps (None: all of them, born at step 0); every other weight is mature. Kept as
-        # indices, not ages: masking a few recent resets is far cheaper than comparing an
-        # age per weight (a 784 x 256 layer's ages cost more than its topk).
+        # steps (None: all of them, born at step 0), and the same as a mask; every other
+        # weight is mature. An age per weight would cost a full comparison per step, and
+        # masking each recent reset's indices one op per reset (a hundred per step).
         self.young: list[deque[tuple[int, torch.Tensor | None]]] = [
             deque([(0, None)]) for _ in weights
         ]
+        self.immature = [torch.zeros(w.numel(), device=w.device, dtype=torch.bool)
+                         for w in weights]  # fmt: skip
 
     def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         pass
@@ -107,7 +109,9 @@ class SelectiveWeightReinit:
     def _eligible(self, t: int) -> int:
         young, numel = self.young[t], self.inits[t].weight.numel()
         while young and self.steps - young[0][0] > self.config.maturity:
-            young.popleft()
+            _, index = young.popleft()
+            if index is not None:  # a weight is reset at most once while young
+                self.immature[t].index_fill_(0, index, False)
         return numel - sum(numel if index is None else len(index) for _, index in young)
 
     def _due(self) -> list[tuple[int, int]]:
@@ -126,9 +130,9 @@ class SelectiveWeightReinit:
     def _reinitialize(self, t: int, k: int) -> None:
         init = self.inits[t]
         ranked = self.utility_ema[t].view(-1) / self.correction[t].view(-1)
-        for _, young in self.young[t]:  # never None here: then nothing is eligible
-            ranked.index_fill_(0, young, float("inf"))
+        ranked.masked_fill_(self.immature[t], float("inf"))
         index = torch.topk(ranked, k, largest=False).indices
+        self.immature[t].index_fill_(0, index, True)
         init.weight.view(-1).index_copy_(0, index, init.sample(k, self.generator))
         self.optimizer.reset_elements(init.weight, index)
         for state in (self.utility_ema[t], self.correction[t]):
@@ -151,10 +155,11 @@ class SelectiveWeightReinit:
             "accumulated": list(self.accumulated),
             "counts": list(self.counts),
             "young": [list(q) for q in self.young],
+            "immature": [m.clone() for m in self.immature],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("utility_ema", "correction"):
+        for name in ("utility_ema", "correction", "immature"):
             for t, saved in zip(getattr(self, name), state[name], strict=True):
                 t.copy_(saved)
         self.steps = int(state["steps"])
