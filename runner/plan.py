@@ -25,9 +25,13 @@ REFERENCE_FLOPS = 64 * (784 * 256 + 3 * 256 * 256 + 256 * 10)
 CPU_US_PER_STEP = {
     "bp": 912, "cbp:activation": 1043, "cbp:contribution": 1108, "cbp:mc_adaptable": 1220,
     "cbp:loss_gradient": 1124, "cbp:gxi": 1219, "cbp:gxd": 1217, "cbp:gxd_all": 2337,
+    "swr:gradient": 3355, "swr:magnitude": 3029, "swr:gxd_weight": 3908, "upgd": 3624,
+    "infer": 3532, "spectral": 1636, "l2_init": 1353, "shrink_perturb": 2400,
 }  # fmt: skip
 """us per step of `plasticity bench` on the reference MLP, measured with 2 threads (README
-Speed: the 256x4 rerun, whose batch-64 windows spread 1-5%)."""
+Speed: the 256x4 rerun, whose batch-64 windows spread 1-5%). The methods from swr on were
+measured later, on one thread of a noisier machine, and enter as bp's figure times their
+ratio to bp in that run (README Speed, "Methods"; plain came out at 1224 against 1230)."""
 REFERENCE_THREADS = 2
 TASK_OVERHEAD_S = 0.03
 """Per task: test-set evaluation and the diagnostics (0.025 s measured, probe 2,000)."""
