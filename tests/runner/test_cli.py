@@ -138,6 +138,21 @@ def test_malformed_idx_file_is_reported_by_the_installed_command(malformed_mnist
     assert proc.stderr.count("\n") == 1 and "train-images-idx3-ubyte.gz" in proc.stderr
 
 
+def test_list_methods_shows_each_default_utility_and_hyperparameter(capsys):
+    from plasticity_core.methods import METHODS
+
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
+    assert set(METHODS) <= set(lines)
+    assert "[utility gxd, replacement_rate=0.0001, maturity=100, utility_decay=0.99" in out
+    assert "[utility gradient, replacement_rate=0.0001" in out  # swr: a weight utility
+    assert "[upgd_decay=0.9999, upgd_noise=0.1, upgd_weight_decay=0.01]" in out
+    assert "--reset-optimizer" in out
+    assert main(["list", "weight_utilities"]) == 0
+    assert "gxd_weight" in capsys.readouterr().out
+
+
 def test_list_shows_every_registered_utility(capsys):
     assert main(["list", "utilities"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
