@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from plasticity_core.experiments.continuous_cifar import ContinuousCIFARConfig
+from plasticity_core.methods import METHODS
 from runner.cli import main
 from runner.cli.options import Parser, add_config_options, given_options
 
@@ -139,8 +140,6 @@ def test_malformed_idx_file_is_reported_by_the_installed_command(malformed_mnist
 
 
 def test_list_methods_shows_each_default_utility_and_hyperparameter(capsys):
-    from plasticity_core.methods import METHODS
-
     assert main(["list", "methods"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
