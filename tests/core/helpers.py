@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from plasticity_core.models import MLP
+from plasticity_core.utility import UTILITIES, UtilityInputs
 
 
 def small_mlp(activation: str = "relu", norm: str = "none", seed: int = 0) -> MLP:
@@ -79,3 +80,13 @@ def restored_at_a_boundary(run, config, boundary: int = 2):
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     return uninterrupted, strip_timings(head) + strip_timings(run(config, state)), state
+
+
+def assert_engine_scores_each_layer_as_alone(cbp, step, model, utility: str) -> None:
+    """CBP's bias-corrected utility of every layer, after one step, equals the registered
+    utility's score of that layer computed alone from the step's taps."""
+    fn = UTILITIES.get(utility).fn
+    for tap, sl, layer in zip(step.taps, cbp.slices, model.unit_layers(), strict=True):
+        alone = fn(UtilityInputs(tap, cbp.reference()[sl], layer.incoming.weight,
+                                 layer.outgoing.weight))  # fmt: skip
+        torch.testing.assert_close(cbp.corrected_utility()[sl], alone, rtol=1e-12, atol=0)

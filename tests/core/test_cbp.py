@@ -10,8 +10,13 @@ from plasticity_core.errors import ConfigError
 from plasticity_core.optim import SGD, Adam
 from plasticity_core.reset import reset_units
 from plasticity_core.step import MLPStep
-from plasticity_core.utility import UTILITIES, UtilityInputs
-from tests.core.helpers import batch, forward_with_hidden, small_mlp
+from plasticity_core.utility import UTILITIES
+from tests.core.helpers import (
+    assert_engine_scores_each_layer_as_alone,
+    batch,
+    forward_with_hidden,
+    small_mlp,
+)
 
 
 def _clamp(i, value):
@@ -182,11 +187,7 @@ def test_shared_weight_magnitudes_score_like_each_layer_alone(utility):
     step(x, y)
     optimizer.step(step.grads)
     cbp.after_step(step.taps)
-    fn = UTILITIES.get(utility).fn
-    for tap, sl, layer in zip(step.taps, cbp.slices, model.unit_layers(), strict=True):
-        alone = fn(UtilityInputs(tap, cbp.reference()[sl], layer.incoming.weight,
-                                 layer.outgoing.weight))  # fmt: skip
-        torch.testing.assert_close(cbp.corrected_utility()[sl], alone, rtol=1e-12, atol=0)
+    assert_engine_scores_each_layer_as_alone(cbp, step, model, utility)
 
 
 def test_the_lowest_utility_mature_unit_is_replaced():

@@ -23,7 +23,13 @@ from plasticity_core.shock import clamp_shocks
 from plasticity_core.step import MLPStep
 from plasticity_core.taps import TAPS
 from plasticity_core.utility import UTILITIES, UtilityInputs
-from tests.core.helpers import autograd_taps, batch, forward_with_hidden, small_mlp
+from tests.core.helpers import (
+    assert_engine_scores_each_layer_as_alone,
+    autograd_taps,
+    batch,
+    forward_with_hidden,
+    small_mlp,
+)
 
 DETERMINISTIC = [n for n in UTILITIES.names() if n != "random"]
 
@@ -259,11 +265,7 @@ def test_the_cbp_engine_scores_every_layer_as_the_utility_alone(utility):
     step(*batch(seed=3))
     optimizer.step(step.grads)
     cbp.after_step(step.taps)
-    fn = UTILITIES.get(utility).fn
-    for tap, sl, layer in zip(step.taps, cbp.slices, model.unit_layers(), strict=True):
-        alone = fn(UtilityInputs(tap, cbp.reference()[sl], layer.incoming.weight,
-                                 layer.outgoing.weight))  # fmt: skip
-        torch.testing.assert_close(cbp.corrected_utility()[sl], alone, rtol=1e-12, atol=0)
+    assert_engine_scores_each_layer_as_alone(cbp, step, model, utility)
 
 
 def test_a_cbp_reset_moves_both_features_references_into_the_consumer_bias():
