@@ -12,6 +12,7 @@ PRESETS = [
     "ccifar-quick",
     "ccifar-resnet8",
     "demo",
+    "methods-demo",
     "pmnist-activations",
     "pmnist-demo",
     "pmnist-layernorm",
