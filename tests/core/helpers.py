@@ -90,3 +90,25 @@ def assert_engine_scores_each_layer_as_alone(cbp, step, model, utility: str) -> 
         alone = fn(UtilityInputs(tap, cbp.reference()[sl], layer.incoming.weight,
                                  layer.outgoing.weight))  # fmt: skip
         torch.testing.assert_close(cbp.corrected_utility()[sl], alone, rtol=1e-12, atol=0)
+
+
+def utility_term(name, tap, b, c, h, d, out_mag, in_mag):
+    """One example's term of utility `name` for one post-activation feature c, written out
+    by hand: h its value, d = h - r, out_mag / in_mag the weight magnitudes (tap: a dict of
+    autograd taps)."""
+    if name == "activation":
+        return abs(h)
+    if name == "contribution":
+        return abs(h) * out_mag
+    if name == "mc_contribution":
+        return abs(d) * out_mag
+    if name == "mc_adaptable":
+        return abs(d) * out_mag / in_mag
+    if name == "loss_gradient":
+        return abs(tap["loss_grad"][b, c])
+    if name == "gxi":
+        return abs(h * tap["target_grad"][b, c])
+    if name == "gxd":
+        return abs(d * tap["target_grad"][b, c])
+    assert name == "gxd_all"
+    return abs(d) * tap["logits_grad"][b, c]

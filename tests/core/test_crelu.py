@@ -29,6 +29,7 @@ from tests.core.helpers import (
     batch,
     forward_with_hidden,
     small_mlp,
+    utility_term,
 )
 
 DETERMINISTIC = [n for n in UTILITIES.names() if n != "random"]
@@ -131,25 +132,10 @@ def _per_unit_loop(name, tap, r, w_in, w_out):
             elif name == "gxd":
                 total += abs(sum(d[f] * tap["target_grad"][b, c] for f, c in enumerate(cols)))
             else:
-                total += sum(_feature_term(name, tap, b, c, h[f], d[f], out_mag[f], in_mag)
+                total += sum(utility_term(name, tap, b, c, h[f], d[f], out_mag[f], in_mag)
                              for f, c in enumerate(cols))  # fmt: skip
         scores[i] = total / examples
     return scores
-
-
-def _feature_term(name, tap, b, c, h, d, out_mag, in_mag):
-    if name == "activation":
-        return abs(h)
-    if name == "contribution":
-        return abs(h) * out_mag
-    if name == "mc_contribution":
-        return abs(d) * out_mag
-    if name == "mc_adaptable":
-        return abs(d) * out_mag / in_mag
-    if name == "loss_gradient":
-        return abs(tap["loss_grad"][b, c])
-    assert name == "gxd_all"
-    return abs(d) * tap["logits_grad"][b, c]
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)

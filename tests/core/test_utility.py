@@ -10,7 +10,7 @@ import torch
 
 from plasticity_core.step import MLPStep
 from plasticity_core.utility import UTILITIES, UtilityInputs
-from tests.core.helpers import autograd_taps, batch, forward_with_hidden, small_mlp
+from tests.core.helpers import autograd_taps, batch, forward_with_hidden, small_mlp, utility_term
 
 
 def _engine_scores(model, x, y, name, references):
@@ -33,31 +33,10 @@ def _brute_force(name, tap, r, w_in, w_out):
         in_mag = sum(abs(w_in[i, j]) for j in range(w_in.shape[1]))
         total = 0.0
         for b in range(n_examples):
-            total += _term(name, tap, b, i, r[i], out_mag, in_mag)
+            h = tap["h"][b, i]
+            total += utility_term(name, tap, b, i, h, h - r[i], out_mag, in_mag)
         scores[i] = total / n_examples
     return scores
-
-
-def _term(name, tap, b, i, r_i, out_mag, in_mag):
-    """One example's contribution to unit i's score."""
-    h = tap["h"][b, i]
-    d = h - r_i
-    if name == "activation":
-        return abs(h)
-    if name == "contribution":
-        return abs(h) * out_mag
-    if name == "mc_contribution":
-        return abs(d) * out_mag
-    if name == "mc_adaptable":
-        return abs(d) * out_mag / in_mag
-    if name == "loss_gradient":
-        return abs(tap["loss_grad"][b, i])
-    if name == "gxi":
-        return abs(h * tap["target_grad"][b, i])
-    if name == "gxd":
-        return abs(d * tap["target_grad"][b, i])
-    assert name == "gxd_all"
-    return abs(d) * tap["logits_grad"][b, i]
 
 
 DETERMINISTIC = [n for n in UTILITIES.names() if n != "random"]
