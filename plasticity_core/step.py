@@ -123,13 +123,11 @@ class MLPStep(TrainingStep):
         if "target_weight_grad" in needs:
             if self.packed:
                 raise ConfigError("the target_weight_grad tap is not computed for packed runs")
-            weights = {id(w.weight): w for w in (*self._layers, self._head)}
-            self.target_weight_grads = [
-                torch.zeros_like(p) if id(p) in weights else None for p in self.params
-            ]
-            self._target_weight = [
-                self.target_weight_grads[self._index(w.weight)] for w in self._layers
-            ] + [self.target_weight_grads[self._index(self._head.weight)]]
+            # Hidden layers in order, the head last (index -1), as the backward pass reads them.
+            weights = [w.weight for w in (*self._layers, self._head)]
+            self._target_weight = [torch.zeros_like(w) for w in weights]
+            by_weight = dict(zip(map(id, weights), self._target_weight, strict=True))
+            self.target_weight_grads = [by_weight.get(id(p)) for p in self.params]
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -183,9 +181,6 @@ class MLPStep(TrainingStep):
             weight = layer.weight
         taps.reverse()
         self.taps = taps
-
-    def _index(self, param: torch.Tensor) -> int:
-        return next(i for i, p in enumerate(self.params) if p is param)
 
     def _mean_abs_target_grad(self, g: torch.Tensor, x: torch.Tensor, batch: int, i: int):
         """mean over examples of |dz_y/dW| = |d_y|^T |x| / B for layer i's weight (-1: the

@@ -231,10 +231,7 @@ def loss_gradient(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
 )
 def gxi(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
     h, g = u.taps.h, u.taps.target_grad
-    change = h * g if u.scratch is None else torch.mul(h, g, out=u.scratch)
-    if u.features > 1:  # the unit's features move together: their changes add
-        change = fold_features(change, u.features)
-    return _unit_sum(change.abs_(), out)
+    return _absolute_change(h * g if u.scratch is None else torch.mul(h, g, out=u.scratch), u, out)
 
 
 @utility(
@@ -244,8 +241,13 @@ def gxi(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
     per_feature=False,
 )
 def gxd(u: UtilityInputs, out: torch.Tensor | None) -> torch.Tensor:
-    change = _displacement(u).mul_(u.taps.target_grad)
-    if u.features > 1:  # the unit's features move together: their changes add
+    return _absolute_change(_displacement(u).mul_(u.taps.target_grad), u, out)
+
+
+def _absolute_change(change: torch.Tensor, u: UtilityInputs, out: torch.Tensor | None):
+    """Sum of |a unit's signed first-order change| over the batch: a unit's features move
+    together, so their changes add before the absolute value."""
+    if u.features > 1:
         change = fold_features(change, u.features)
     return _unit_sum(change.abs_(), out)
 
