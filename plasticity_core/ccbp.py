@@ -19,7 +19,7 @@ activation EMA, CBP's Eq. 10):
 
 so the consumer reads (1 - alpha_i) h_i + alpha_i r_i in place of h_i, and alpha_i = 1 is
 exactly CBP's full reset of unit i (`reset.reset_units`). With conv units the compensation
-sums each kernel over its taps (as `reset._compensate`: exact at interior positions only);
+sums each kernel over its taps (as `reset.shift_consumer`: exact at interior positions only);
 a conv -> BatchNorm consumer takes it in its running mean, and the unit's own BatchNorm
 running statistics are lerped toward a fresh channel's (0, 1). A unit with several
 post-activation features (crelu) moves all its consumer columns by its alpha_i, each
@@ -85,7 +85,7 @@ from plasticity_core.cbp import CBPConfig
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.optim import Optimizer
-from plasticity_core.reset import UnitResetMethod
+from plasticity_core.reset import UnitResetMethod, per_column, shift_consumer
 from plasticity_core.taps import LayerTaps
 from plasticity_core.unit_statistics import UnitStatistics, bias_corrected
 from plasticity_core.utility import Utility
@@ -174,37 +174,17 @@ def partial_reset(
             norm.running_mean.mul_(keep)
             norm.running_var.lerp_(torch.ones_like(norm.running_var), alpha)
     w_out = layer.outgoing.weight
-    units = len(alpha)
-    features = w_out.shape[1] // units
+    features = layer.features
     if compensate:
-        moved = alpha.unsqueeze(1) * reference.reshape(units, -1)
-        _compensate(layer, moved.expand(units, features).reshape(-1))
-    keep_columns = keep if features == 1 else keep.repeat_interleave(features)
+        moved = alpha.unsqueeze(1) * reference.reshape(len(alpha), -1)
+        columns = torch.arange(w_out.shape[1], device=w_out.device)
+        shift_consumer(layer, columns, per_column(moved, features))
+    keep_columns = per_column(keep, features)
     w_out.mul_(_along(keep_columns, w_out, 1))
     if optimizer is not None:
-        _fade_state(optimizer, touched, keep)
-        _fade_state(optimizer, [(w_out, 1)], keep_columns)
-
-
-def _compensate(layer: UnitLayer, moved: torch.Tensor) -> None:
-    """Add sum_c w_out[:, c] moved_c (`moved` [consumer columns]) to what the consumer adds
-    to its input; a conv kernel counts once per tap (exact at interior positions, as
-    `reset._compensate`)."""
-    w_out = layer.outgoing.weight
-    shift = w_out.reshape(*w_out.shape[:2], -1).sum(2) @ moved
-    if layer.outgoing.bias is not None:
-        layer.outgoing.bias.add_(shift)
-    elif layer.consumer_norm is not None:  # eval-mode BN subtracts its running mean
-        layer.consumer_norm.running_mean.sub_(shift)
-
-
-def _fade_state(optimizer: Optimizer, touched, keep: torch.Tensor) -> None:
-    """Scale every state slice of the (param, dim) pairs `touched` by keep [slices]."""
-    slot = {id(p): i for i, p in enumerate(optimizer.params)}
-    for param, dim in touched:
-        for tensors in optimizer.state.values():
-            state = tensors[slot[id(param)]]
-            state.mul_(_along(keep, state, dim))
+        for param, dim in touched:
+            optimizer.scale(param, keep, dim)
+        optimizer.scale(w_out, keep_columns, 1)
 
 
 class ContinuousBackprop(UnitResetMethod):

@@ -39,6 +39,15 @@ class Optimizer:
         for tensors in self.state.values():
             tensors[i].index_fill_(dim, index, 0)
 
+    def scale(self, param: torch.Tensor, factors: torch.Tensor, dim: int) -> None:
+        """Multiply every state entry of `param` by `factors` [param.shape[dim]] along `dim`:
+        a partial reset (0 forgets a slice, as `reset`; 1 keeps it)."""
+        shape = [1] * param.ndim
+        shape[dim] = -1
+        i = self._index[id(param)]
+        for tensors in self.state.values():
+            tensors[i].mul_(factors.view(shape))
+
     def reset_elements(self, param: torch.Tensor, index: torch.Tensor) -> None:
         """Zero every state entry of `param` at the flat positions `index` (single weights)."""
         i = self._index[id(param)]

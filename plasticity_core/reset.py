@@ -77,7 +77,7 @@ def reset_units(
     features = layer.features
     columns = feature_columns(index, features)
     if compensate:
-        _compensate(layer, columns, reference, features)
+        shift_consumer(layer, columns, per_column(reference, features))
     w_out = layer.outgoing.weight
     w_out.index_fill_(1, columns, 0)
     touched.append((w_out, 1, columns))
@@ -95,19 +95,24 @@ def feature_columns(index: torch.Tensor, features: int) -> torch.Tensor:
     return (index.unsqueeze(1) * features + within).flatten()
 
 
-def _compensate(
-    layer: UnitLayer, columns: torch.Tensor, reference: torch.Tensor, features: int
-) -> None:
-    """Add w_out[:, c] * r_c of the consumer columns `columns` to what the consumer adds to
-    its input (`reference` as in `reset_units`)."""
-    weights = layer.outgoing.weight.index_select(1, columns)  # [out, k * features, *kernel]
-    if features > 1:
-        units = len(columns) // features
-        reference = reference.reshape(units, -1).expand(units, features).reshape(-1)
+def per_column(values: torch.Tensor, features: int) -> torch.Tensor:
+    """Per-unit values [k] (one for every feature of the unit) or per-feature values
+    [k, features] as one value per consumer column [k * features], unit by unit."""
+    if features == 1:
+        return values.reshape(-1)
+    units = values.shape[0]
+    return values.reshape(units, -1).expand(units, features).reshape(-1)
+
+
+def shift_consumer(layer: UnitLayer, columns: torch.Tensor, values: torch.Tensor) -> None:
+    """Add sum_c w_out[:, c] * values_c over the consumer columns `columns` to what the
+    consumer adds to its input: the compensation that lets it see those inputs replaced by
+    `values` (a full reset's references; a partial reset's moved share of them, `ccbp`)."""
+    weights = layer.outgoing.weight.index_select(1, columns)  # [out, columns, *kernel]
     # A conv consumer reads the unit at every kernel tap: the kernel sum of its weights times
     # r is what the unit added at interior positions (zero padding reads fewer taps at the
     # border, so there the compensation is only approximate).
-    shift = weights.reshape(*weights.shape[:2], -1).sum(2) @ reference
+    shift = weights.reshape(*weights.shape[:2], -1).sum(2) @ values
     if layer.outgoing.bias is not None:
         layer.outgoing.bias.add_(shift)
     elif layer.consumer_norm is not None:
