@@ -50,9 +50,9 @@ from collections.abc import Sequence
 import torch
 from torch.func import functional_call
 
+from plasticity_core.baselines import Backprop
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import kaiming_uniform_
-from plasticity_core.taps import LayerTaps
 
 
 def check_infer(strength: float, heads: int, scale: float) -> None:
@@ -65,12 +65,10 @@ def check_infer(strength: float, heads: int, scale: float) -> None:
         raise ConfigError(f"infer_scale must be a finite number > 0, got {scale}")
 
 
-class InitialFeatureRegularization:
+class InitialFeatureRegularization(Backprop):
     """Adds d L_aux / d theta to the gradients before each step and moves the auxiliary
     heads by SGD. State: the heads (weight [k, features], bias [k]), the initial heads and
     the initial parameters (aligned with `model.parameters()`)."""
-
-    needs: frozenset[str] = frozenset()
 
     def __init__(
         self, strength: float, heads: int, scale: float, lr: float, generator: torch.Generator
@@ -140,12 +138,6 @@ class InitialFeatureRegularization:
                     buffer.add_(g)
             self.weight.sub_(found[-2], alpha=self.lr)
             self.bias.sub_(found[-1], alpha=self.lr)
-
-    def after_step(self, taps: Sequence[LayerTaps]) -> int:
-        return 0
-
-    def reset_counts(self) -> list[int]:
-        return []
 
     def state_dict(self) -> dict:
         return {

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import torch
 
+from plasticity_core.baselines import Backprop
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.units import UnitLayer
 from plasticity_core.taps import LayerTaps
@@ -48,18 +49,13 @@ def scale_invariant_weights(layers: Sequence[UnitLayer]) -> list[torch.Tensor]:
     return [layer.incoming.weight for layer in layers if layer.norm is not None]
 
 
-class NormalizeAndProject:
+class NormalizeAndProject(Backprop):
     """After each step, scale each given weight back to its initial Frobenius norm.
     State: the initial norms (one 0-d tensor per projected weight)."""
-
-    needs: frozenset[str] = frozenset()
 
     def __init__(self, weights: list[torch.Tensor]) -> None:
         self.weights = weights
         self.radii = [n.clone() for n in torch._foreach_norm(self.weights)]
-
-    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        pass
 
     @torch.no_grad()
     def after_step(self, taps: Sequence[LayerTaps]) -> int:
@@ -69,9 +65,6 @@ class NormalizeAndProject:
         scales = torch._foreach_div(self.radii, norms)
         torch._foreach_mul_(self.weights, scales)
         return 0
-
-    def reset_counts(self) -> list[int]:
-        return []
 
     def state_dict(self) -> dict:
         return {"radii": [r.clone() for r in self.radii]}

@@ -19,12 +19,10 @@ normalisation uses. Biases and normalisation gains (vectors) carry no penalty.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
-from plasticity_core.taps import LayerTaps
+from plasticity_core.baselines import Backprop
 
 K = 2
 """The exponent k on sigma_max (the paper's choice)."""
@@ -46,11 +44,9 @@ def penalty_slope(sigma: torch.Tensor, strength: float) -> torch.Tensor:
     return strength * 2 * (sigma**K - 1) * K * sigma ** (K - 1)
 
 
-class SpectralRegularization:
+class SpectralRegularization(Backprop):
     """Adds the penalty's gradient to every weight matrix's gradient before each step.
     State: the persistent left singular vectors (v follows from u in each round)."""
-
-    needs: frozenset[str] = frozenset()
 
     def __init__(self, params: list[torch.Tensor], strength: float, iterations: int) -> None:
         self.strength = strength
@@ -76,12 +72,6 @@ class SpectralRegularization:
             u, v, sigma = power_iteration(w, self.left[j], self.iterations)
             self.left[j].copy_(u)
             grads[i].view(w.shape).addr_(u * penalty_slope(sigma, self.strength), v)
-
-    def after_step(self, taps: Sequence[LayerTaps]) -> int:
-        return 0
-
-    def reset_counts(self) -> list[int]:
-        return []
 
     def state_dict(self) -> dict:
         return {"left": [u.clone() for u in self.left]}

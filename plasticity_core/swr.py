@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import torch
 
+from plasticity_core.baselines import Backprop
 from plasticity_core.cbp import CBPConfig
 from plasticity_core.errors import ConfigError
 from plasticity_core.models.weight_init import WeightInit
@@ -39,7 +40,7 @@ from plasticity_core.taps import LayerTaps
 from plasticity_core.weight_utility import WeightInputs, WeightUtility
 
 
-class SelectiveWeightReinit:
+class SelectiveWeightReinit(Backprop):
     """SWR over the weight matrices of the model of the step it is bound to (`bind`)."""
 
     def __init__(
@@ -85,9 +86,6 @@ class SelectiveWeightReinit:
         ]
         self.immature = [torch.zeros(w.numel(), device=w.device, dtype=torch.bool)
                          for w in weights]  # fmt: skip
-
-    def before_step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        pass
 
     @torch.no_grad()
     def after_step(self, taps: Sequence[LayerTaps]) -> int:

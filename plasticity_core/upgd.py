@@ -38,12 +38,11 @@ its abstract), so the points below were checked against that code, not the paper
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
+from plasticity_core.baselines import Backprop
 from plasticity_core.errors import ConfigError
-from plasticity_core.taps import LayerTaps
 
 
 def check_upgd(config) -> None:
@@ -64,11 +63,9 @@ def check_upgd(config) -> None:
         )
 
 
-class UtilityPerturbedGD:
+class UtilityPerturbedGD(Backprop):
     """Replaces each step's gradients by UPGD's gated, perturbed direction. State: the
     utility traces U (one per parameter) and the step count t of the bias correction."""
-
-    needs: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -108,12 +105,6 @@ class UtilityPerturbedGD:
         torch._foreach_mul_(grads, gate)
         if self.weight_decay:
             torch._foreach_add_(grads, params, alpha=self.weight_decay)
-
-    def after_step(self, taps: Sequence[LayerTaps]) -> int:
-        return 0
-
-    def reset_counts(self) -> list[int]:
-        return []
 
     def state_dict(self) -> dict:
         return {"utility": [u.clone() for u in self.utility], "steps": self.steps}
