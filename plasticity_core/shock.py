@@ -56,11 +56,11 @@ def clamp_shocks(
         units = torch.arange(start, min(start + chunk, n_units), device=z.device)
         with forward_hooks([(layer.tap, _clamp_hook(units, reference[units], features))]):
             clamped = model(x).view(len(units), batch, -1)
-        l1[units], kl[units] = _shocks(clamped, z, logp)
+        l1[units], kl[units] = output_shocks(clamped, z, logp)
     return l1, kl
 
 
-def _shocks(clamped: torch.Tensor, z: torch.Tensor, logp: torch.Tensor):
+def output_shocks(clamped: torch.Tensor, z: torch.Tensor, logp: torch.Tensor):
     """Mean logit-L1 and KL shocks of clamped logits [units, batch, classes] vs z [batch,
     classes] (logp = log_softmax(z)): ([units], [units])."""
     l1 = (clamped - z).abs().sum(-1).mean(-1)
@@ -124,7 +124,7 @@ def clamp_shocks_repeating_input(
         with forward_hooks([(layer.tap, hook)]):
             repeated = x.unsqueeze(0).expand(len(part), *x.shape).flatten(0, 1)
             clamped = model(repeated).view(len(part), batch, -1)
-        l1[part], kl[part] = _shocks(clamped, z, logp)
+        l1[part], kl[part] = output_shocks(clamped, z, logp)
     return l1, kl
 
 

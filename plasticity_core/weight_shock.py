@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plasticity_core.models.units import forward_hooks
-from plasticity_core.shock import CHUNK_ELEMENTS, _shocks
+from plasticity_core.shock import CHUNK_ELEMENTS, output_shocks
 
 
 @torch.no_grad()
@@ -53,5 +53,5 @@ def weight_clamp_shocks(
 
         with forward_hooks([(linear, hook)]):
             clamped = model(x).view(len(part), batch, -1)
-        l1[part], kl[part] = _shocks(clamped, z, logp)
+        l1[part], kl[part] = output_shocks(clamped, z, logp)
     return l1, kl
